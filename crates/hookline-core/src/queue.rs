@@ -1,0 +1,134 @@
+//! The delivery queue contract: durable tasks with a due time, a lease that
+//! expires (visibility timeout), acknowledgement and dead-lettering.
+
+use crate::{ApplicationId, ContentType, DeliveryId, EventId, WebhookId};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Everything the dispatcher needs to attempt one delivery. It carries ids and
+/// the payload, never a secret: secrets are looked up at send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryTask {
+    pub delivery_id: DeliveryId,
+    pub event_id: EventId,
+    pub application_id: ApplicationId,
+    pub product: String,
+    pub webhook_id: WebhookId,
+    pub idempotency_key: String,
+    pub content_type: ContentType,
+    pub payload: Bytes,
+    /// Attempts already made, so the next attempt is number `attempts_made + 1`.
+    pub attempts_made: u32,
+}
+
+/// A queue message on the wire: versioned and tagged so that a rolling
+/// upgrade can read messages written by the previous release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "version")]
+pub enum QueueMessage {
+    #[serde(rename = "1")]
+    V1(DeliveryTask),
+}
+
+/// A task taken from the queue. Until it is settled, no other consumer
+/// receives it; if the lease expires first, the task becomes visible again.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub task: DeliveryTask,
+    /// Opaque handle the backend needs to settle this receipt.
+    pub lease: u64,
+}
+
+/// The outcome of a leased task.
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Done: delivered, or given up and recorded as dead in the state store.
+    Ack { lease: Leased },
+    /// Try again at `due_at`; `attempts_made` is stored with the task.
+    Retry {
+        lease: Leased,
+        due_at: OffsetDateTime,
+        attempts_made: u32,
+    },
+    /// Moves the task to the dead-letter queue with its reason.
+    DeadLetter { lease: Leased, reason: String },
+}
+
+/// Counts of tasks by visibility.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct QueueDepth {
+    pub ready: u64,
+    pub scheduled: u64,
+    pub leased: u64,
+    pub dead: u64,
+    /// Age in seconds of the oldest task that is due and not leased.
+    pub oldest_ready_age_secs: Option<f64>,
+}
+
+/// Failure of the queue backend; always worth retrying later.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery queue failed: {message}")]
+pub struct QueueError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl QueueError {
+    pub fn new(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+/// A durable delivery queue.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync + 'static {
+    /// Stores tasks durably; when this returns `Ok`, no crash loses them.
+    /// Enqueueing a task whose delivery id is already queued has no effect.
+    async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<(), QueueError>;
+
+    /// Leases up to `max` due tasks for `visibility`, waiting up to `wait`
+    /// for one to become due. Returns an empty list when none did.
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, QueueError>;
+
+    /// Settles leased tasks in one batch.
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), QueueError>;
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_is_tagged_with_version() {
+        let task = DeliveryTask {
+            delivery_id: DeliveryId::generate(),
+            event_id: EventId::generate(),
+            application_id: ApplicationId::generate(),
+            product: "order-created".into(),
+            webhook_id: WebhookId::derive("order-created", "k"),
+            idempotency_key: "k".into(),
+            content_type: ContentType::Json,
+            payload: Bytes::from_static(b"{}"),
+            attempts_made: 0,
+        };
+        let json = serde_json::to_value(QueueMessage::V1(task.clone())).unwrap();
+        assert_eq!(json["version"], "1");
+        assert_eq!(json["product"], "order-created");
+        let back: QueueMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(back, QueueMessage::V1(task));
+    }
+}
