@@ -14,7 +14,7 @@ pub enum ContentType {
 }
 
 /// A payload that does not match its product's format.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
     #[error("payload is not valid JSON: {0}")]
     InvalidJson(String),

@@ -1,9 +1,11 @@
 //! The subscription directory: which applications receive a product's
 //! events, and where and with which secrets to send them.
 
-use crate::{ApplicationId, SigningSecret};
+use crate::{ApplicationId, ApplicationState, SigningSecret};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// Where and how to deliver to one application, looked up at send time so
 /// that secrets never travel in queue messages.
@@ -34,4 +36,83 @@ pub trait Directory: Send + Sync + 'static {
     async fn endpoint(&self, application: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError>;
     /// Drops cached entries after a change to applications.
     fn invalidate(&self);
+}
+
+/// The built-in directory: applications from the state store, cached for a
+/// short time and dropped on [`Directory::invalidate`].
+pub struct StoreDirectory {
+    store: Arc<dyn crate::store::Store>,
+    ttl: Duration,
+    /// Never held across an await.
+    cache: RwLock<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    subscribers: HashMap<String, (Arc<[ApplicationId]>, Instant)>,
+    endpoints: HashMap<ApplicationId, (Arc<Endpoint>, Instant)>,
+}
+
+impl StoreDirectory {
+    pub fn new(store: Arc<dyn crate::store::Store>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            cache: RwLock::new(Cache::default()),
+        }
+    }
+}
+
+fn store_failure(error: crate::store::StoreError) -> DirectoryError {
+    DirectoryError {
+        message: error.to_string(),
+        source: Some(Box::new(error)),
+    }
+}
+
+#[async_trait]
+impl Directory for StoreDirectory {
+    async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError> {
+        if let Some((ids, read_at)) = self.cache.read().expect("cache lock").subscribers.get(product) {
+            if read_at.elapsed() < self.ttl {
+                return Ok(ids.clone());
+            }
+        }
+        let applications = self.store.applications(Some(product)).await.map_err(store_failure)?;
+        let ids: Arc<[ApplicationId]> = applications
+            .into_iter()
+            .filter(|application| application.state == ApplicationState::Active)
+            .map(|application| application.id)
+            .collect();
+        let entry = (ids.clone(), Instant::now());
+        self.cache.write().expect("cache lock").subscribers.insert(product.to_owned(), entry);
+        Ok(ids)
+    }
+
+    async fn endpoint(&self, id: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError> {
+        if let Some((endpoint, read_at)) = self.cache.read().expect("cache lock").endpoints.get(id) {
+            if read_at.elapsed() < self.ttl {
+                return Ok(Some(endpoint.clone()));
+            }
+        }
+        let Some(application) = self.store.application(id).await.map_err(store_failure)? else {
+            return Ok(None);
+        };
+        let endpoint = Arc::new(Endpoint {
+            application_id: application.id,
+            url: application.webhook_url,
+            plan: application.plan,
+            secrets: vec![application.secret],
+            active: application.state == ApplicationState::Active,
+        });
+        let entry = (endpoint.clone(), Instant::now());
+        self.cache.write().expect("cache lock").endpoints.insert(id.clone(), entry);
+        Ok(Some(endpoint))
+    }
+
+    fn invalidate(&self) {
+        let mut cache = self.cache.write().expect("cache lock");
+        cache.subscribers.clear();
+        cache.endpoints.clear();
+    }
 }

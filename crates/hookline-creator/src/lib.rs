@@ -1,0 +1,15 @@
+//! The creator turns incoming events into durable delivery tasks.
+//!
+//! For each event it checks the payload against its product, drops
+//! duplicates by idempotency key, fans out one delivery per subscribed
+//! application, stores event and deliveries, and enqueues the tasks. A
+//! source (HTTP ingest, Kafka) acknowledges an event only after
+//! [`Creator::accept`] returned it as accepted, so a crash at any point loses
+//! nothing: the source redelivers, and deduplication finds the stored event
+//! and finishes its enqueueing.
+
+mod batcher;
+mod creator;
+
+pub use batcher::{IngestBatcher, IngestError};
+pub use creator::{Accepted, Creator, CreatorError, CreatorSettings, IncomingEvent, Rejected};
