@@ -1,0 +1,65 @@
+//! The admin and ingest HTTP API (axum, JSON).
+//!
+//! Every route under `/api/v1` requires `Authorization: Bearer <api.admin_token>`.
+//! `/healthz`, `/readyz` and `/openapi.json` are open. Errors are JSON
+//! objects that name the invalid field and the fix ([`error::ApiError`]).
+
+mod applications;
+mod auth;
+mod deliveries;
+pub mod error;
+mod events;
+mod health;
+mod openapi;
+mod products;
+
+use axum::routing::{get, post};
+use axum::Router;
+use hookline_core::directory::Directory;
+use hookline_core::queue::DeliveryQueue;
+use hookline_core::store::Store;
+use hookline_core::webhook_url::AddressPolicy;
+use hookline_creator::{Creator, IngestBatcher};
+use std::sync::Arc;
+
+pub use openapi::ApiDoc;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub directory: Arc<dyn Directory>,
+    pub creator: Arc<Creator>,
+    pub ingest: IngestBatcher,
+    /// Rules that webhook URLs must pass at registration.
+    pub address_policy: AddressPolicy,
+    pub admin_token: Arc<str>,
+    /// Largest accepted event payload in bytes.
+    pub max_payload_size: usize,
+}
+
+/// Builds the router with all routes and middleware.
+pub fn router(state: ApiState) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.max_payload_size + 1);
+    let api = Router::new()
+        .route("/products", post(products::create).get(products::list))
+        .route("/products/{name}", get(products::show))
+        .route("/products/{name}/events", post(events::ingest).layer(body_limit))
+        .route("/applications", post(applications::create).get(applications::list))
+        .route("/applications/{id}", get(applications::show))
+        .route("/applications/{id}/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", get(deliveries::show))
+        .route("/dead-letters", get(deliveries::dead_letters))
+        .route("/dead-letters/{id}/replay", post(deliveries::replay))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .fallback(error::not_found)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
