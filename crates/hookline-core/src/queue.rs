@@ -19,9 +19,27 @@ pub struct DeliveryTask {
     pub webhook_id: WebhookId,
     pub idempotency_key: String,
     pub content_type: ContentType,
+    /// The producer's bytes; base64 in JSON encodings.
+    #[serde(with = "payload_base64")]
     pub payload: Bytes,
     /// Attempts already made, so the next attempt is number `attempts_made + 1`.
     pub attempts_made: u32,
+}
+
+mod payload_base64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(payload: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(payload))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        STANDARD.decode(text.as_bytes()).map(Bytes::from).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A queue message on the wire: versioned and tagged so that a rolling
@@ -128,6 +146,7 @@ mod tests {
         let json = serde_json::to_value(QueueMessage::V1(task.clone())).unwrap();
         assert_eq!(json["version"], "1");
         assert_eq!(json["product"], "order-created");
+        assert_eq!(json["payload"], "e30=", "payload is base64 of the bytes");
         let back: QueueMessage = serde_json::from_value(json).unwrap();
         assert_eq!(back, QueueMessage::V1(task));
     }

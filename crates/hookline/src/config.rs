@@ -1,0 +1,207 @@
+//! Typed configuration: the embedded defaults, then an optional TOML file,
+//! then `HOOKLINE_` environment variables (`__` separates sections), then
+//! secrets read from the files named by `*_FILE` variables.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use hookline_core::RetryPolicy;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The commented defaults, also printed by `hookline config default`.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Keys whose value may come from a file named by `HOOKLINE_<KEY>_FILE`.
+const SECRET_KEYS: [&str; 1] = ["api.admin_token"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub storage: StorageConfig,
+    pub kafka: KafkaConfig,
+    pub retry: RetryPolicy,
+    pub delivery: DeliveryConfig,
+    pub dedup: DedupConfig,
+    pub ingest: IngestConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub admin_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub idempotency_header: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    pub allow_http: bool,
+    pub allow_private_addresses: bool,
+    pub ca_file: Option<PathBuf>,
+    pub concurrency: usize,
+    pub per_endpoint_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    pub max_payload_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: cannot read {key} from {path} (named by {variable}): {source}")]
+    SecretFile {
+        key: String,
+        variable: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {key} {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Loads defaults, the file (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("HOOKLINE_")
+            .ignore(&["config"])
+            .filter(|key| !is_secret_file_variable(key.as_str()))
+            .split("__");
+        let variables: Vec<(String, String)> = std::env::vars().collect();
+        figment = figment
+            .merge(env)
+            .merge(Serialized::defaults(secret_files(&variables)?));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_owned() });
+        if self.delivery.timeout.is_zero() {
+            return invalid("delivery.timeout", "must be longer than zero, for example \"15s\"");
+        }
+        if self.delivery.concurrency == 0 {
+            return invalid("delivery.concurrency", "must be at least 1");
+        }
+        if self.delivery.per_endpoint_concurrency == 0 {
+            return invalid("delivery.per_endpoint_concurrency", "must be at least 1");
+        }
+        if self.ingest.max_payload_size == 0 {
+            return invalid("ingest.max_payload_size", "must be at least 1 byte");
+        }
+        if self.kafka.idempotency_header.is_empty() {
+            return invalid("kafka.idempotency_header", "must not be empty");
+        }
+        if let Some(path) = &self.delivery.ca_file {
+            if !path.is_file() {
+                return invalid("delivery.ca_file", &format!("{} is not a readable file", path.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The visibility timeout of leased tasks: longer than any attempt.
+    pub fn visibility_timeout(&self) -> Duration {
+        self.delivery.timeout + Duration::from_secs(30)
+    }
+
+    /// The effective configuration as TOML with secrets replaced.
+    pub fn redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        if !copy.api.admin_token.is_empty() {
+            copy.api.admin_token = "<redacted>".into();
+        }
+        toml::to_string_pretty(&copy).unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
+    }
+}
+
+/// Whether `key` (a variable name without `HOOKLINE_`) names a file that
+/// holds a secret key's value, such as `API__ADMIN_TOKEN_FILE`.
+fn is_secret_file_variable(key: &str) -> bool {
+    let dotted = key.to_ascii_lowercase().replace("__", ".");
+    dotted
+        .strip_suffix("_file")
+        .is_some_and(|base| SECRET_KEYS.contains(&base))
+}
+
+/// Reads `HOOKLINE_<KEY>_FILE` variables of secret keys into a nested map.
+fn secret_files(variables: &[(String, String)]) -> Result<figment::value::Dict, ConfigError> {
+    let mut root = figment::value::Dict::new();
+    for (name, path) in variables {
+        let Some(stripped) = name.strip_prefix("HOOKLINE_") else {
+            continue;
+        };
+        if !is_secret_file_variable(stripped) {
+            continue;
+        }
+        let key = stripped.to_ascii_lowercase().replace("__", ".");
+        let key = key.trim_end_matches("_file").to_owned();
+        let contents = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+            key: key.clone(),
+            variable: name.clone(),
+            path: PathBuf::from(path),
+            source,
+        })?;
+        let (section, field) = key.split_once('.').expect("secret keys are nested");
+        let entry = root
+            .entry(section.to_owned())
+            .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+        if let figment::value::Value::Dict(_, dict) = entry {
+            dict.insert(field.to_owned(), contents.trim_end_matches(['\r', '\n']).into());
+        }
+    }
+    Ok(root)
+}

@@ -1,0 +1,116 @@
+//! Invalid requests and configuration get clear errors that name the value
+//! and the fix.
+
+mod common;
+
+use common::{order_event, World, TOKEN};
+use reqwest::Method;
+use serde_json::json;
+use std::process::Command;
+
+#[tokio::test]
+async fn invalid_requests_get_clear_4xx() {
+    let world = World::new().await;
+    let server = world.serve(&[("HOOKLINE_INGEST__MAX_PAYLOAD_SIZE", "2048")]).await;
+    server.create_product("order-created", "order-created-event").await;
+
+    let (status, body) = server.ingest("order-created", Some("bad-json"), "{\"orderId\": ").await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "body");
+    assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+
+    let (status, body) = server.ingest("no-such-product", None, &order_event("U1")).await;
+    assert_eq!(status, 404);
+    assert!(body["error"]["message"].as_str().unwrap().contains("no-such-product"), "{body}");
+
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(4096));
+    let (status, body) = server.ingest("order-created", None, &big).await;
+    assert_eq!(status, 413);
+    assert!(body["error"]["message"].as_str().unwrap().contains("ingest.max_payload_size"), "{body}");
+
+    let cases = [
+        ("http://hooks.example.com/orders", "https"),
+        ("https://10.0.0.8/orders", "private"),
+        ("https://169.254.169.254/latest", "private"),
+        ("not a url", "valid absolute URL"),
+    ];
+    let strict = world.serve_strict().await;
+    strict.create_product("order-created", "order-created-event").await;
+    for (url, words) in cases {
+        let request = json!({"name": "x", "product": "order-created", "plan": "free", "webhook_url": url});
+        let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+        assert_eq!(status, 422, "{url}: {body}");
+        assert_eq!(body["error"]["field"], "webhook_url", "{url}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(words), "{url}: {body}");
+    }
+
+    let request = json!({"name": "x", "product": "order-created", "plan": "gold", "webhook_url": "https://hooks.example.com/"});
+    let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "plan");
+
+    let request = json!({"name": "x", "product": "order-created", "plan": "free"});
+    let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["field"], "webhook_url", "missing field is named: {body}");
+}
+
+#[tokio::test]
+async fn api_requires_the_admin_token() {
+    let world = World::new().await;
+    let server = world.serve(&[]).await;
+    let client = reqwest::Client::new();
+    let missing = client.get(format!("{}/api/v1/products", server.api)).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    let wrong = client.get(format!("{}/api/v1/products", server.api)).bearer_auth(format!("{TOKEN}x")).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let open = client.get(format!("{}/openapi.json", server.api)).send().await.unwrap();
+    assert_eq!(open.status(), 200);
+    let document: serde_json::Value = open.json().await.unwrap();
+    assert!(document["paths"]["/api/v1/products/{name}/events"]["post"].is_object());
+}
+
+#[test]
+fn invalid_configuration_names_the_key() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check"])
+        .env("HOOKLINE_RETRY__BACKOFF_UNIT", "fast")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("retry.backoff_unit"), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check"])
+        .env("HOOKLINE_RETRY__BACKOFF_UNIT", "2ms")
+        .env("HOOKLINE_API__ADMIN_TOKEN", "very-secret-token")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("backoff_unit = \"2ms\""), "{stdout}");
+    assert!(!stdout.contains("very-secret-token"), "secrets are redacted");
+}
+
+#[test]
+fn admin_token_is_read_from_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    std::fs::write(&path, "from-a-file\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check"])
+        .env("HOOKLINE_API__ADMIN_TOKEN_FILE", &path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("admin_token = \"<redacted>\""));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check"])
+        .env("HOOKLINE_API__ADMIN_TOKEN_FILE", dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("api.admin_token"));
+}

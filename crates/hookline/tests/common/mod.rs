@@ -1,0 +1,205 @@
+//! Shared helpers of the end-to-end tests: a `hookline serve` child process
+//! with its own data directory, a verifying HTTPS receiver, and API calls.
+
+#![allow(dead_code, unreachable_pub)]
+
+use hookline_core::signing::SigningSecret;
+use hookline_receiver::{Receiver, TestPki};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const TOKEN: &str = "test-admin-token";
+
+/// A test's private world: data directory, certificates and receiver.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub pki: TestPki,
+    pub ca_file: PathBuf,
+    pub receiver: Receiver,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let pki = TestPki::generate().expect("test certificates");
+        let ca_file = dir.path().join("ca.pem");
+        pki.write_ca(&ca_file).expect("write CA");
+        let receiver = Receiver::start(&pki, "127.0.0.1:0".parse().unwrap()).await.expect("receiver starts");
+        Self { dir, pki, ca_file, receiver }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts a server that applies the production URL rules (no private
+    /// addresses, HTTPS only), in a data directory of its own.
+    pub async fn serve_strict(&self) -> Server {
+        let data_dir = self.dir.path().join("strict");
+        Server::start(&data_dir, &self.ca_file, &[("HOOKLINE_DELIVERY__ALLOW_PRIVATE_ADDRESSES", "false")]).await
+    }
+
+    /// Starts `hookline serve` with test settings plus `extra` variables.
+    pub async fn serve(&self, extra: &[(&str, &str)]) -> Server {
+        Server::start(&self.data_dir(), &self.ca_file, extra).await
+    }
+}
+
+/// A running `hookline serve` process.
+pub struct Server {
+    child: Child,
+    pub api: String,
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path, ca_file: &Path, extra: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let port = free_port();
+        let log = data_dir.join(format!("serve-{port}.log"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,hookline_delivery=debug")
+            .env("HOOKLINE_API__LISTEN", format!("127.0.0.1:{port}"))
+            .env("HOOKLINE_API__ADMIN_TOKEN", TOKEN)
+            .env("HOOKLINE_STORAGE__DATA_DIR", data_dir)
+            .env("HOOKLINE_DELIVERY__CA_FILE", ca_file)
+            .env("HOOKLINE_DELIVERY__ALLOW_PRIVATE_ADDRESSES", "true")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("hookline serve starts");
+        let server = Self {
+            child,
+            api: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(response) = self.http.get(format!("{}/readyz", self.api)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("hookline serve did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill hookline serve");
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGKILL without waiting; usable while other tasks share the server.
+    pub fn kill_now(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args(["-KILL", &pid]).status().expect("send SIGKILL");
+        assert!(status.success(), "kill -KILL {pid} failed");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("send SIGTERM");
+        self.child.wait().unwrap()
+    }
+
+    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.api)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("API request");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub async fn create_product(&self, name: &str, topic: &str) {
+        let body = json!({"name": name, "topic": topic, "content_type": "application/json"});
+        let (status, body) = self.request(reqwest::Method::POST, "/api/v1/products", Some(body)).await;
+        assert_eq!(status, 201, "create product: {body}");
+    }
+
+    /// Creates an application on the receiver's endpoint and registers its secret there.
+    pub async fn create_application(&self, receiver: &Receiver, product: &str, endpoint: &str) -> String {
+        let body = json!({"name": endpoint, "product": product, "plan": "free", "webhook_url": receiver.endpoint_url(endpoint)});
+        let (status, body) = self.request(reqwest::Method::POST, "/api/v1/applications", Some(body)).await;
+        assert_eq!(status, 201, "create application: {body}");
+        let secret = SigningSecret::parse(body["secret"].as_str().unwrap()).expect("whsec_ secret");
+        receiver.set_secret(endpoint, secret);
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts one event; returns the status and the response body.
+    pub async fn ingest(&self, product: &str, key: Option<&str>, payload: &str) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/products/{product}/events", self.api))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(payload.to_owned());
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.expect("ingest request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn deliveries(&self, application: &str) -> Vec<Value> {
+        let path = format!("/api/v1/applications/{application}/deliveries?limit=500");
+        let (status, body) = self.request(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "list deliveries: {body}");
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls until `condition` holds for the application's deliveries.
+    pub async fn wait_deliveries(&self, application: &str, timeout: Duration, condition: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let deliveries = self.deliveries(application).await;
+            if condition(&deliveries) || tokio::time::Instant::now() > deadline {
+                return deliveries;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The sample order-created event with another order id.
+pub fn order_event(order_id: &str) -> String {
+    include_str!("../../../../fixtures/order-created.event.json").replace("1001XYZ", order_id)
+}

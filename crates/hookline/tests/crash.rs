@@ -1,0 +1,81 @@
+//! A `kill -9` of `hookline serve` in the middle of a run loses no accepted event.
+
+mod common;
+
+use common::{order_event, Server, World};
+use hookline_receiver::Behaviour;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test]
+async fn kill_nine_mid_run_loses_no_accepted_event() {
+    let world = World::new().await;
+    let server = world.serve(&[("HOOKLINE_RETRY__INTERVAL", "50ms"), ("HOOKLINE_RETRY__BACKOFF_UNIT", "1ms")]).await;
+    server.create_product("order-created", "order-created-event").await;
+    server.create_application(&world.receiver, "order-created", "sink").await;
+    // Slow responses keep a backlog in the queue when the process dies.
+    world.receiver.script("sink", Behaviour::Delay(Duration::from_millis(30)));
+
+    let server = Arc::new(server);
+    let accepted = Arc::new(Mutex::new(HashSet::new()));
+    let mut producers = Vec::new();
+    for worker in 0..4 {
+        let server = server.clone();
+        let accepted = accepted.clone();
+        producers.push(tokio::spawn(async move {
+            for n in 0..150 {
+                let key = format!("crash-{worker}-{n}");
+                let request = server.ingest("order-created", Some(&key), &order_event(&key));
+                match tokio::time::timeout(Duration::from_secs(5), request).await {
+                    Ok((202, _)) => {
+                        accepted.lock().unwrap().insert(key);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+
+    // Kill once part of the events are accepted and some are delivered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while accepted.lock().unwrap().len() < 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill_now();
+    for producer in producers {
+        let _ = producer.await;
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let delivered_before = world.receiver.stats().succeeded;
+    assert!(accepted.len() >= 200, "only {} events were accepted before the kill", accepted.len());
+    assert!((delivered_before as usize) < accepted.len(), "the kill came after every delivery; the test proves nothing");
+
+    world.receiver.script("sink", Behaviour::Succeed);
+    let restarted = Server::start(&world.data_dir(), &world.ca_file, &[]).await;
+    let receiver = world.receiver.clone();
+    let all_arrived = world
+        .receiver
+        .wait_for(
+            |_| {
+                let keys: HashSet<String> = receiver
+                    .deliveries("sink")
+                    .iter()
+                    .filter(|r| r.succeeded())
+                    .filter_map(|r| r.idempotency_key.clone())
+                    .collect();
+                accepted.is_subset(&keys)
+            },
+            Duration::from_secs(60),
+        )
+        .await;
+    let received: HashSet<String> = world
+        .receiver
+        .deliveries("sink")
+        .iter()
+        .filter(|r| r.succeeded())
+        .filter_map(|r| r.idempotency_key.clone())
+        .collect();
+    let missing: Vec<_> = accepted.difference(&received).take(10).collect();
+    assert!(all_arrived, "{} accepted events never arrived, e.g. {missing:?}; log:\n{}", accepted.difference(&received).count(), restarted.log_text());
+}
