@@ -1,13 +1,9 @@
 //! The `hookline` binary: one subcommand per part, and `serve` for all of
 //! them in one process.
 
-mod config;
-mod demo;
-mod server;
-mod telemetry;
-
 use clap::{Parser, Subcommand};
-use config::Config;
+use hookline::config::{self, Config};
+use hookline::{demo, server, telemetry};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -61,7 +57,12 @@ fn main() -> ExitCode {
         println!("# configuration is valid\n{}", config.redacted_toml());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(&config.log);
+    let mut log = config.log.clone();
+    if matches!(cli.command, Command::Demo { .. }) {
+        // The demo's own output tells the story; only problems are logged.
+        log.level = "warn".into();
+    }
+    telemetry::init(&log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -47,11 +47,6 @@ impl Running {
         }
         tracing::info!("Hookline stopped");
     }
-
-    /// Waits until a component ends, which only happens after shutdown.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 /// Opens the backend, starts every component and returns once the API listens.
