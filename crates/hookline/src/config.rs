@@ -94,7 +94,7 @@ pub enum LogFormat {
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration: {}", describe_figment_error(.0))]
     Parse(#[from] Box<figment::Error>),
     #[error("invalid configuration: cannot read {key} from {path} (named by {variable}): {source}")]
     SecretFile {
@@ -166,6 +166,29 @@ impl Config {
         }
         toml::to_string_pretty(&copy).unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
     }
+}
+
+/// Names each failing key in lowercase dotted form (`retry.backoff_unit`),
+/// whether it came from the file or an environment variable.
+fn describe_figment_error(error: &figment::Error) -> String {
+    let messages: Vec<String> = error
+        .clone()
+        .into_iter()
+        .map(|error| {
+            let key = error.path.join(".").to_ascii_lowercase();
+            let origin = error
+                .metadata
+                .as_ref()
+                .map(|metadata| format!(" (from {})", metadata.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{origin}", error.kind)
+            } else {
+                format!("key {key}: {}{origin}", error.kind)
+            }
+        })
+        .collect();
+    messages.join("; ")
 }
 
 /// Whether `key` (a variable name without `HOOKLINE_`) names a file that

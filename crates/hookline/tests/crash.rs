@@ -26,9 +26,10 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
         producers.push(tokio::spawn(async move {
             for n in 0..150 {
                 let key = format!("crash-{worker}-{n}");
-                let request = server.ingest("order-created", Some(&key), &order_event(&key));
+                let payload = order_event(&key);
+                let request = server.try_ingest("order-created", Some(&key), &payload);
                 match tokio::time::timeout(Duration::from_secs(5), request).await {
-                    Ok((202, _)) => {
+                    Ok(Some((202, _))) => {
                         accepted.lock().unwrap().insert(key);
                     }
                     _ => return,

@@ -158,6 +158,11 @@ impl Server {
 
     /// Posts one event; returns the status and the response body.
     pub async fn ingest(&self, product: &str, key: Option<&str>, payload: &str) -> (u16, Value) {
+        self.try_ingest(product, key, payload).await.expect("ingest request")
+    }
+
+    /// Posts one event; `None` when the server did not answer.
+    pub async fn try_ingest(&self, product: &str, key: Option<&str>, payload: &str) -> Option<(u16, Value)> {
         let mut request = self
             .http
             .post(format!("{}/api/v1/products/{product}/events", self.api))
@@ -167,9 +172,9 @@ impl Server {
         if let Some(key) = key {
             request = request.header("idempotency-key", key);
         }
-        let response = request.send().await.expect("ingest request");
+        let response = request.send().await.ok()?;
         let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Some((status, response.json().await.unwrap_or(Value::Null)))
     }
 
     pub async fn deliveries(&self, application: &str) -> Vec<Value> {
