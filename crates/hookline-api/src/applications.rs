@@ -76,17 +76,33 @@ pub(crate) async fn create(
     let Json(request) = body.map_err(json_rejection)?;
     let name = request.name.trim();
     if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("name", "name must be 1 to 200 characters"));
+        return Err(ApiError::invalid(
+            "name",
+            "name must be 1 to 200 characters",
+        ));
     }
     if !KNOWN_PLANS.contains(&request.plan.as_str()) {
-        return Err(ApiError::invalid("plan", format!("plan {:?} does not exist; use one of: {}", request.plan, KNOWN_PLANS.join(", "))));
+        return Err(ApiError::invalid(
+            "plan",
+            format!(
+                "plan {:?} does not exist; use one of: {}",
+                request.plan,
+                KNOWN_PLANS.join(", ")
+            ),
+        ));
     }
     let url = state
         .address_policy
         .check_url(&request.webhook_url)
         .map_err(|error| ApiError::invalid("webhook_url", error.to_string()))?;
     if state.store.product(&request.product).await?.is_none() {
-        return Err(ApiError::invalid("product", format!("product {:?} does not exist; create it with POST /api/v1/products", request.product)));
+        return Err(ApiError::invalid(
+            "product",
+            format!(
+                "product {:?} does not exist; create it with POST /api/v1/products",
+                request.product
+            ),
+        ));
     }
 
     let application = Application {
@@ -111,15 +127,23 @@ pub(crate) async fn create(
 
 #[utoipa::path(get, path = "/api/v1/applications", tag = "applications", params(ListQuery),
     responses((status = 200, body = [ApplicationView])))]
-pub(crate) async fn list(State(state): State<ApiState>, Query(query): Query<ListQuery>) -> Result<Json<Vec<ApplicationView>>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let applications = state.store.applications(query.product.as_deref()).await?;
-    Ok(Json(applications.iter().map(ApplicationView::from).collect()))
+    Ok(Json(
+        applications.iter().map(ApplicationView::from).collect(),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/applications/{id}", tag = "applications",
     params(("id" = String, Path, description = "Application id, `app_…`")),
     responses((status = 200, body = ApplicationView), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<ApplicationView>, ApiError> {
+pub(crate) async fn show(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<ApplicationView>, ApiError> {
     let application = find(&state, &id).await?;
     Ok(Json(ApplicationView::from(&application)))
 }

@@ -120,7 +120,10 @@ pub(crate) struct ReplayResponse {
 fn limit(value: Option<u32>) -> Result<u32, ApiError> {
     match value.unwrap_or(100) {
         limit @ 1..=500 => Ok(limit),
-        other => Err(ApiError::invalid("limit", format!("limit {other} is out of range; use 1 to 500"))),
+        other => Err(ApiError::invalid(
+            "limit",
+            format!("limit {other} is out of range; use 1 to 500"),
+        )),
     }
 }
 
@@ -136,14 +139,23 @@ pub(crate) async fn list(
     let delivery_state = match query.state.as_deref() {
         None => None,
         Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| {
-            ApiError::invalid("state", format!("state {text:?} is invalid; use pending, delivered or dead"))
+            ApiError::invalid(
+                "state",
+                format!("state {text:?} is invalid; use pending, delivered or dead"),
+            )
         })?),
     };
     let before = match query.before.as_deref() {
         None => None,
-        Some(text) => Some(DeliveryId::parse(text).ok_or_else(|| ApiError::invalid("before", format!("{text:?} is not a delivery id (dlv_…)")))?),
+        Some(text) => Some(DeliveryId::parse(text).ok_or_else(|| {
+            ApiError::invalid("before", format!("{text:?} is not a delivery id (dlv_…)"))
+        })?),
     };
-    let filter = DeliveryFilter { state: delivery_state, before, limit: limit(query.limit)? };
+    let filter = DeliveryFilter {
+        state: delivery_state,
+        before,
+        limit: limit(query.limit)?,
+    };
     let records = state.store.deliveries(&application.id, &filter).await?;
     Ok(Json(records.into_iter().map(DeliveryView::from).collect()))
 }
@@ -151,20 +163,33 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery id")),
     responses((status = 200, body = DeliveryView), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn show(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<DeliveryView>, ApiError> {
+pub(crate) async fn show(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryView>, ApiError> {
     let missing = || ApiError::not_found(format!("delivery {id:?} does not exist"));
     let delivery_id = DeliveryId::parse(&id).ok_or_else(missing)?;
-    let record = state.store.delivery(&delivery_id).await?.ok_or_else(missing)?;
+    let record = state
+        .store
+        .delivery(&delivery_id)
+        .await?
+        .ok_or_else(missing)?;
     Ok(Json(record.into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "deliveries", params(DeadLetterQuery),
     responses((status = 200, body = [DeadLetterView])))]
-pub(crate) async fn dead_letters(State(state): State<ApiState>, Query(query): Query<DeadLetterQuery>) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
+pub(crate) async fn dead_letters(
+    State(state): State<ApiState>,
+    Query(query): Query<DeadLetterQuery>,
+) -> Result<Json<Vec<DeadLetterView>>, ApiError> {
     let dead = state.store.dead_letters(limit(query.limit)?).await?;
     let views = dead
         .into_iter()
-        .map(|letter| DeadLetterView { delivery: letter.delivery.into(), reason: letter.reason })
+        .map(|letter| DeadLetterView {
+            delivery: letter.delivery.into(),
+            reason: letter.reason,
+        })
         .collect();
     Ok(Json(views))
 }
@@ -173,14 +198,30 @@ pub(crate) async fn dead_letters(State(state): State<ApiState>, Query(query): Qu
 #[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery id of the dead letter")),
     responses((status = 202, body = ReplayResponse), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub(crate) async fn replay(State(state): State<ApiState>, Path(id): Path<String>) -> Result<(StatusCode, Json<ReplayResponse>), ApiError> {
+pub(crate) async fn replay(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<ReplayResponse>), ApiError> {
     let missing = || ApiError::not_found(format!("dead letter {id:?} does not exist"));
     let delivery_id = DeliveryId::parse(&id).ok_or_else(missing)?;
     let Some(task) = state.store.revive(&delivery_id).await? else {
-        let record = state.store.delivery(&delivery_id).await?.ok_or_else(missing)?;
-        return Err(ApiError::conflict(format!("delivery {id} is {}, not dead; only dead letters can be replayed", record.state.as_str())));
+        let record = state
+            .store
+            .delivery(&delivery_id)
+            .await?
+            .ok_or_else(missing)?;
+        return Err(ApiError::conflict(format!(
+            "delivery {id} is {}, not dead; only dead letters can be replayed",
+            record.state.as_str()
+        )));
     };
     state.queue.enqueue(vec![task]).await?;
     tracing::info!(delivery_id = %delivery_id, "Dead letter replayed");
-    Ok((StatusCode::ACCEPTED, Json(ReplayResponse { id, state: "pending".into() })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReplayResponse {
+            id,
+            state: "pending".into(),
+        }),
+    ))
 }

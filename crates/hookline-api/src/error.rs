@@ -123,9 +123,14 @@ impl IntoResponse for ApiError {
 /// Maps a JSON body rejection to an error naming the field serde reported.
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
     let message = rejection.body_text();
-    let field = ["missing field `", "unknown field `", "invalid type", "unknown variant `"]
-        .iter()
-        .find_map(|marker| field_after(&message, marker));
+    let field = [
+        "missing field `",
+        "unknown field `",
+        "invalid type",
+        "unknown variant `",
+    ]
+    .iter()
+    .find_map(|marker| field_after(&message, marker));
     ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         code: "invalid_body",

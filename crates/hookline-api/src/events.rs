@@ -47,7 +47,10 @@ pub(crate) async fn ingest(
     let payload = body.map_err(|rejection| too_large(rejection, state.max_payload_size))?;
     let idempotency_key = header_text(&headers, "idempotency-key")?;
     if idempotency_key.as_deref() == Some("") {
-        return Err(ApiError::invalid("Idempotency-Key", "the Idempotency-Key header is empty; omit it or send a non-empty key"));
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            "the Idempotency-Key header is empty; omit it or send a non-empty key",
+        ));
     }
     let content_type = header_text(&headers, header::CONTENT_TYPE.as_str())?;
     let incoming = IncomingEvent {
@@ -58,16 +61,31 @@ pub(crate) async fn ingest(
         source: EventSource::Http,
     };
     match state.ingest.submit(incoming).await {
-        Ok(Accepted::Created { event_id, deliveries }) => {
-            let response = IngestResponse { id: event_id.to_string(), duplicate: false, deliveries: Some(deliveries) };
+        Ok(Accepted::Created {
+            event_id,
+            deliveries,
+        }) => {
+            let response = IngestResponse {
+                id: event_id.to_string(),
+                duplicate: false,
+                deliveries: Some(deliveries),
+            };
             Ok((StatusCode::ACCEPTED, Json(response)))
         }
         Ok(Accepted::Duplicate { event_id }) => {
-            let response = IngestResponse { id: event_id.to_string(), duplicate: true, deliveries: None };
+            let response = IngestResponse {
+                id: event_id.to_string(),
+                duplicate: true,
+                deliveries: None,
+            };
             Ok((StatusCode::OK, Json(response)))
         }
         Err(IngestError::Rejected(rejected)) => Err(rejection_error(rejected)),
-        Err(IngestError::Unavailable(message)) => Err(ApiError::with_status(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)),
+        Err(IngestError::Unavailable(message)) => Err(ApiError::with_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message,
+        )),
     }
 }
 
@@ -77,7 +95,9 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiErr
         Some(value) => value
             .to_str()
             .map(|text| Some(text.to_owned()))
-            .map_err(|_| ApiError::invalid(name, format!("the {name} header is not visible ASCII text"))),
+            .map_err(|_| {
+                ApiError::invalid(name, format!("the {name} header is not visible ASCII text"))
+            }),
     }
 }
 
@@ -102,7 +122,9 @@ fn rejection_error(rejected: Rejected) -> ApiError {
             message,
             field: Some("Content-Type".into()),
         },
-        Rejected::TooLarge { .. } => ApiError::with_status(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+        Rejected::TooLarge { .. } => {
+            ApiError::with_status(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+        }
         Rejected::KeyTooLong(_) => ApiError::invalid("Idempotency-Key", message),
         Rejected::InvalidPayload(_) => ApiError::invalid("body", message),
     }

@@ -19,7 +19,10 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<V
     let store = state.store.ping().await;
     let queue = state.queue.depth().await;
     match (store, queue) {
-        (Ok(()), Ok(depth)) => (StatusCode::OK, Json(json!({"status": "ready", "queue": depth}))),
+        (Ok(()), Ok(depth)) => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "queue": depth})),
+        ),
         (store, queue) => {
             let store_error = store.err().map(|error| error.to_string());
             let queue_error = queue.err().map(|error| error.to_string());

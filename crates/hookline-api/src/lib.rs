@@ -45,14 +45,23 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/products", post(products::create).get(products::list))
         .route("/products/{name}", get(products::show))
-        .route("/products/{name}/events", post(events::ingest).layer(body_limit))
-        .route("/applications", post(applications::create).get(applications::list))
+        .route(
+            "/products/{name}/events",
+            post(events::ingest).layer(body_limit),
+        )
+        .route(
+            "/applications",
+            post(applications::create).get(applications::list),
+        )
         .route("/applications/{id}", get(applications::show))
         .route("/applications/{id}/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::show))
         .route("/dead-letters", get(deliveries::dead_letters))
         .route("/dead-letters/{id}/replay", post(deliveries::replay))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
 
     Router::new()
         .nest("/api/v1", api)

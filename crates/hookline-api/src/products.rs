@@ -45,7 +45,11 @@ impl From<Product> for ProductView {
 
 /// Valid product names and topics: 1 to 128 of `[A-Za-z0-9._-]`, as Kafka allows for topics.
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[utoipa::path(post, path = "/api/v1/products", request_body = CreateProduct, tag = "products",
@@ -56,11 +60,20 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
     let Json(request) = body.map_err(json_rejection)?;
     if !is_valid_name(&request.name) {
-        return Err(ApiError::invalid("name", format!("product name {:?} is invalid; use 1 to 128 letters, digits, '.', '_' or '-'", request.name)));
+        return Err(ApiError::invalid(
+            "name",
+            format!(
+                "product name {:?} is invalid; use 1 to 128 letters, digits, '.', '_' or '-'",
+                request.name
+            ),
+        ));
     }
     let topic = request.topic.unwrap_or_else(|| request.name.clone());
     if !is_valid_name(&topic) {
-        return Err(ApiError::invalid("topic", format!("topic {topic:?} is invalid; use 1 to 128 letters, digits, '.', '_' or '-'")));
+        return Err(ApiError::invalid(
+            "topic",
+            format!("topic {topic:?} is invalid; use 1 to 128 letters, digits, '.', '_' or '-'"),
+        ));
     }
     let content_type = match request.content_type.as_deref() {
         None => ContentType::Json,
@@ -80,7 +93,9 @@ pub(crate) async fn create(
 }
 
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", responses((status = 200, body = [ProductView])))]
-pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Vec<ProductView>>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<ProductView>>, ApiError> {
     let products = state.store.products().await?;
     Ok(Json(products.into_iter().map(ProductView::from).collect()))
 }
@@ -88,8 +103,12 @@ pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Vec<Produ
 #[utoipa::path(get, path = "/api/v1/products/{name}", tag = "products",
     params(("name" = String, Path, description = "Product name")),
     responses((status = 200, body = ProductView), (status = 404, body = crate::error::ErrorBody)))]
-pub(crate) async fn show(State(state): State<ApiState>, Path(name): Path<String>) -> Result<Json<ProductView>, ApiError> {
+pub(crate) async fn show(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<ProductView>, ApiError> {
     let product = state.store.product(&name).await?;
-    let product = product.ok_or_else(|| ApiError::not_found(format!("product {name:?} does not exist")))?;
+    let product =
+        product.ok_or_else(|| ApiError::not_found(format!("product {name:?} does not exist")))?;
     Ok(Json(product.into()))
 }

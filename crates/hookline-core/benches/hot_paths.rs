@@ -25,7 +25,14 @@ fn signing(c: &mut Criterion) {
         let body = payload(size);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function(format!("standard_webhooks_{size}B"), |b| {
-            b.iter(|| signature_header(std::slice::from_ref(&secret), "msg_0123456789abcdef", 1_700_000_000, black_box(&body)))
+            b.iter(|| {
+                signature_header(
+                    std::slice::from_ref(&secret),
+                    "msg_0123456789abcdef",
+                    1_700_000_000,
+                    black_box(&body),
+                )
+            })
         });
     }
     group.finish();
@@ -33,11 +40,15 @@ fn signing(c: &mut Criterion) {
 
 fn url_check(c: &mut Criterion) {
     let policy = AddressPolicy::default();
-    c.bench_function("check_url", |b| b.iter(|| policy.check_url(black_box("https://hooks.example.com/orders?x=1"))));
+    c.bench_function("check_url", |b| {
+        b.iter(|| policy.check_url(black_box("https://hooks.example.com/orders?x=1")))
+    });
 }
 
 fn ids(c: &mut Criterion) {
-    c.bench_function("webhook_id_derive", |b| b.iter(|| WebhookId::derive(black_box("order-created"), black_box("order-1001"))));
+    c.bench_function("webhook_id_derive", |b| {
+        b.iter(|| WebhookId::derive(black_box("order-created"), black_box("order-1001")))
+    });
     c.bench_function("event_id_generate", |b| b.iter(EventId::generate));
 }
 
@@ -54,7 +65,9 @@ fn queue_message(c: &mut Criterion) {
         attempts_made: 0,
     };
     let message = QueueMessage::V1(task);
-    c.bench_function("queue_message_to_json_1KiB", |b| b.iter(|| serde_json::to_vec(black_box(&message))));
+    c.bench_function("queue_message_to_json_1KiB", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&message)))
+    });
 }
 
 criterion_group!(benches, signing, url_check, ids, queue_message);

@@ -26,7 +26,12 @@ impl ContentType {
     /// Parses a media type or a short name (`json`, `xml`, `avro`).
     /// Parameters such as `; charset=utf-8` are ignored.
     pub fn parse(value: &str) -> Option<Self> {
-        let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "json" | "application/json" | "text/json" => Some(Self::Json),
             "xml" | "application/xml" | "text/xml" => Some(Self::Xml),
@@ -83,8 +88,14 @@ mod tests {
 
     #[test]
     fn parse_accepts_media_types_and_short_names() {
-        assert_eq!(ContentType::parse("application/json; charset=utf-8"), Some(ContentType::Json));
-        assert_eq!(ContentType::parse("application/cloudevents+json"), Some(ContentType::Json));
+        assert_eq!(
+            ContentType::parse("application/json; charset=utf-8"),
+            Some(ContentType::Json)
+        );
+        assert_eq!(
+            ContentType::parse("application/cloudevents+json"),
+            Some(ContentType::Json)
+        );
         assert_eq!(ContentType::parse("XML"), Some(ContentType::Xml));
         assert_eq!(ContentType::parse("avro/binary"), Some(ContentType::Avro));
         assert_eq!(ContentType::parse("text/plain"), None);
@@ -97,6 +108,9 @@ mod tests {
             ContentType::Json.check_payload(br#"{"a":"#),
             Err(PayloadError::InvalidJson(_))
         ));
-        assert_eq!(ContentType::Xml.check_payload(b""), Err(PayloadError::Empty));
+        assert_eq!(
+            ContentType::Xml.check_payload(b""),
+            Err(PayloadError::Empty)
+        );
     }
 }

@@ -33,7 +33,10 @@ pub trait Directory: Send + Sync + 'static {
     /// Active applications subscribed to `product`.
     async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError>;
     /// The endpoint of one application, or `None` when it no longer exists.
-    async fn endpoint(&self, application: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError>;
+    async fn endpoint(
+        &self,
+        application: &ApplicationId,
+    ) -> Result<Option<Arc<Endpoint>>, DirectoryError>;
     /// Drops cached entries after a change to applications.
     fn invalidate(&self);
 }
@@ -73,24 +76,39 @@ fn store_failure(error: crate::store::StoreError) -> DirectoryError {
 #[async_trait]
 impl Directory for StoreDirectory {
     async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError> {
-        if let Some((ids, read_at)) = self.cache.read().expect("cache lock").subscribers.get(product) {
+        if let Some((ids, read_at)) = self
+            .cache
+            .read()
+            .expect("cache lock")
+            .subscribers
+            .get(product)
+        {
             if read_at.elapsed() < self.ttl {
                 return Ok(ids.clone());
             }
         }
-        let applications = self.store.applications(Some(product)).await.map_err(store_failure)?;
+        let applications = self
+            .store
+            .applications(Some(product))
+            .await
+            .map_err(store_failure)?;
         let ids: Arc<[ApplicationId]> = applications
             .into_iter()
             .filter(|application| application.state == ApplicationState::Active)
             .map(|application| application.id)
             .collect();
         let entry = (ids.clone(), Instant::now());
-        self.cache.write().expect("cache lock").subscribers.insert(product.to_owned(), entry);
+        self.cache
+            .write()
+            .expect("cache lock")
+            .subscribers
+            .insert(product.to_owned(), entry);
         Ok(ids)
     }
 
     async fn endpoint(&self, id: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError> {
-        if let Some((endpoint, read_at)) = self.cache.read().expect("cache lock").endpoints.get(id) {
+        if let Some((endpoint, read_at)) = self.cache.read().expect("cache lock").endpoints.get(id)
+        {
             if read_at.elapsed() < self.ttl {
                 return Ok(Some(endpoint.clone()));
             }
@@ -106,7 +124,11 @@ impl Directory for StoreDirectory {
             active: application.state == ApplicationState::Active,
         });
         let entry = (endpoint.clone(), Instant::now());
-        self.cache.write().expect("cache lock").endpoints.insert(id.clone(), entry);
+        self.cache
+            .write()
+            .expect("cache lock")
+            .endpoints
+            .insert(id.clone(), entry);
         Ok(Some(endpoint))
     }
 

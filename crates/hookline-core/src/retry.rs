@@ -48,7 +48,11 @@ impl RetryPolicy {
     /// Decides the next step after `attempts_made` failed attempts. A
     /// `Retry-After` from the endpoint wins when it is longer than the
     /// scheduled wait.
-    pub fn after_failure(&self, attempts_made: u32, retry_after: Option<Duration>) -> RetryDecision {
+    pub fn after_failure(
+        &self,
+        attempts_made: u32,
+        retry_after: Option<Duration>,
+    ) -> RetryDecision {
         let next_retry = attempts_made;
         if next_retry == 0 || next_retry > self.max_retries {
             return RetryDecision::GiveUp;
@@ -104,7 +108,10 @@ mod tests {
         let policy = RetryPolicy::default();
         let longer = Duration::from_secs(600);
         let shorter = Duration::from_secs(5);
-        assert_eq!(policy.after_failure(1, Some(longer)), RetryDecision::RetryAfter(longer));
+        assert_eq!(
+            policy.after_failure(1, Some(longer)),
+            RetryDecision::RetryAfter(longer)
+        );
         assert_eq!(
             policy.after_failure(1, Some(shorter)),
             RetryDecision::RetryAfter(Duration::from_secs(61))

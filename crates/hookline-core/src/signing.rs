@@ -80,7 +80,12 @@ impl fmt::Debug for SigningSecret {
 }
 
 /// Builds the `webhook-signature` header value for all active secrets.
-pub fn signature_header(secrets: &[SigningSecret], webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
+pub fn signature_header(
+    secrets: &[SigningSecret],
+    webhook_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
     let signatures: Vec<String> = secrets
         .iter()
         .map(|secret| secret.sign(webhook_id, timestamp, body))
@@ -148,8 +153,14 @@ pub enum BodyHmacEncoding {
 /// bytes, as the 3scale reference deployment's `X-HMAC-SIGNATURE` does.
 /// With a `prefix` of `sha256=` and hex encoding this is GitHub's
 /// `X-Hub-Signature-256`. It carries no timestamp, so it cannot stop replays.
-pub fn body_hmac(secret_text: &str, body: &[u8], encoding: BodyHmacEncoding, prefix: &str) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret_text.as_bytes()).expect("HMAC takes keys of any length");
+pub fn body_hmac(
+    secret_text: &str,
+    body: &[u8],
+    encoding: BodyHmacEncoding,
+    prefix: &str,
+) -> String {
+    let mut mac =
+        HmacSha256::new_from_slice(secret_text.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
     let encoded = match encoding {
@@ -174,33 +185,71 @@ mod tests {
     #[test]
     fn sign_reproduces_standard_webhooks_vector() {
         let secret = SigningSecret::parse(VECTOR_SECRET).unwrap();
-        assert_eq!(secret.sign(VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY), VECTOR_SIGNATURE);
+        assert_eq!(
+            secret.sign(VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY),
+            VECTOR_SIGNATURE
+        );
     }
 
     #[test]
     fn verify_accepts_vector_and_rejects_tampering() {
         let secret = SigningSecret::parse(VECTOR_SECRET).unwrap();
         let now = VECTOR_TIMESTAMP + 10;
-        let ok = verify(&secret, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_SIGNATURE, VECTOR_BODY, now, 300);
+        let ok = verify(
+            &secret,
+            VECTOR_ID,
+            VECTOR_TIMESTAMP,
+            VECTOR_SIGNATURE,
+            VECTOR_BODY,
+            now,
+            300,
+        );
         assert_eq!(ok, Ok(()));
 
-        let tampered = verify(&secret, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_SIGNATURE, b"{}", now, 300);
+        let tampered = verify(
+            &secret,
+            VECTOR_ID,
+            VECTOR_TIMESTAMP,
+            VECTOR_SIGNATURE,
+            b"{}",
+            now,
+            300,
+        );
         assert_eq!(tampered, Err(VerifyError::NoMatchingSignature));
 
-        let late = verify(&secret, VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_SIGNATURE, VECTOR_BODY, now + 1000, 300);
-        assert!(matches!(late, Err(VerifyError::TimestampOutOfTolerance { .. })));
+        let late = verify(
+            &secret,
+            VECTOR_ID,
+            VECTOR_TIMESTAMP,
+            VECTOR_SIGNATURE,
+            VECTOR_BODY,
+            now + 1000,
+            300,
+        );
+        assert!(matches!(
+            late,
+            Err(VerifyError::TimestampOutOfTolerance { .. })
+        ));
     }
 
     #[test]
     fn rotation_header_carries_both_signatures() {
         let old = SigningSecret::parse(VECTOR_SECRET).unwrap();
         let new = SigningSecret::generate();
-        let header = signature_header(&[new.clone(), old.clone()], VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY);
+        let header = signature_header(
+            &[new.clone(), old.clone()],
+            VECTOR_ID,
+            VECTOR_TIMESTAMP,
+            VECTOR_BODY,
+        );
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1], VECTOR_SIGNATURE);
         let now = VECTOR_TIMESTAMP;
-        assert_eq!(verify(&new, VECTOR_ID, now, &header, VECTOR_BODY, now, 300), Ok(()));
+        assert_eq!(
+            verify(&new, VECTOR_ID, now, &header, VECTOR_BODY, now, 300),
+            Ok(())
+        );
     }
 
     #[test]
@@ -213,7 +262,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_secrets() {
-        assert_eq!(SigningSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Err(InvalidSecret));
+        assert_eq!(
+            SigningSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Err(InvalidSecret)
+        );
         assert_eq!(SigningSecret::parse("whsec_!!!"), Err(InvalidSecret));
         assert_eq!(SigningSecret::parse("whsec_c2hvcnQ="), Err(InvalidSecret));
     }
@@ -223,7 +275,10 @@ mod tests {
         // Expected values computed independently with Python's `hmac` module.
         let body = b"The quick brown fox jumps over the lazy dog";
         let hex = body_hmac("key", body, BodyHmacEncoding::Hex, "sha256=");
-        assert_eq!(hex, "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
+        assert_eq!(
+            hex,
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
         let base64 = body_hmac("key", body, BodyHmacEncoding::Base64, "");
         assert_eq!(base64, "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
     }

@@ -2,8 +2,8 @@
 
 use crate::queue::DeliveryTask;
 use crate::{
-    Application, ApplicationId, Attempt, DeliveryId, DeliveryRecord, DeliveryState, Event,
-    EventId, Product,
+    Application, ApplicationId, Attempt, DeliveryId, DeliveryRecord, DeliveryState, Event, EventId,
+    Product,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -24,7 +24,10 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub fn backend(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn backend(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Self::Backend {
             message: message.into(),
             source: Box::new(source),
@@ -113,7 +116,11 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_enqueued(&self, events: &[EventId]) -> Result<(), StoreError>;
     /// Tasks of events stored before `before` whose enqueueing was never
     /// confirmed: the recovery path after a crash.
-    async fn unenqueued_tasks(&self, before: OffsetDateTime, limit: u32) -> Result<Vec<DeliveryTask>, StoreError>;
+    async fn unenqueued_tasks(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<DeliveryTask>, StoreError>;
     /// Pending tasks of one event, to enqueue again.
     async fn event_tasks(&self, event: &EventId) -> Result<Vec<DeliveryTask>, StoreError>;
     /// Deletes idempotency keys older than `before`; returns how many.
@@ -123,7 +130,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records attempts and the resulting delivery states in one batch.
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError>;
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
-    async fn deliveries(&self, application: &ApplicationId, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn deliveries(
+        &self,
+        application: &ApplicationId,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
     /// Moves a dead delivery back to pending and returns its task, or `None`
     /// when the delivery is not dead.

@@ -141,7 +141,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         return Some(low());
     }
     if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
     }
     None
 }
@@ -156,7 +161,9 @@ mod tests {
 
     #[test]
     fn public_https_url_is_accepted() {
-        let url = strict().check_url("https://hooks.example.com/orders").unwrap();
+        let url = strict()
+            .check_url("https://hooks.example.com/orders")
+            .unwrap();
         assert_eq!(url.host_str(), Some("hooks.example.com"));
     }
 
@@ -171,7 +178,10 @@ mod tests {
             ..AddressPolicy::default()
         };
         assert!(relaxed.check_url("http://hooks.example.com/").is_ok());
-        assert!(matches!(relaxed.check_url("ftp://hooks.example.com/"), Err(UrlError::NotHttps(_))));
+        assert!(matches!(
+            relaxed.check_url("ftp://hooks.example.com/"),
+            Err(UrlError::NotHttps(_))
+        ));
     }
 
     #[test]
@@ -237,7 +247,11 @@ mod tests {
 
     #[test]
     fn public_addresses_are_allowed() {
-        for ip in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "1.1.1.1"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "1.1.1.1",
+        ] {
             assert!(strict().is_allowed(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -24,8 +24,13 @@ pub struct IncomingEvent {
 /// An event that is stored and whose tasks are all enqueued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    Created { event_id: EventId, deliveries: usize },
-    Duplicate { event_id: EventId },
+    Created {
+        event_id: EventId,
+        deliveries: usize,
+    },
+    Duplicate {
+        event_id: EventId,
+    },
 }
 
 /// An event that can never be accepted as it is: the caller's input is wrong.
@@ -39,7 +44,9 @@ pub enum Rejected {
         given: String,
         expected: ContentType,
     },
-    #[error("payload is {size} bytes, more than the limit of {max} bytes (ingest.max_payload_size)")]
+    #[error(
+        "payload is {size} bytes, more than the limit of {max} bytes (ingest.max_payload_size)"
+    )]
     TooLarge { size: usize, max: usize },
     #[error("idempotency key is {0} bytes; keys may be at most 256 bytes")]
     KeyTooLong(usize),
@@ -133,7 +140,10 @@ impl Creator {
         for (position, accepted) in positions.into_iter().zip(accepted) {
             results[position] = Some(Ok(accepted));
         }
-        Ok(results.into_iter().map(|r| r.expect("every index is filled")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every index is filled"))
+            .collect())
     }
 
     /// Enqueues the tasks of inserted events, and those of earlier duplicates
@@ -187,7 +197,10 @@ impl Creator {
 
     /// Checks one incoming event and fans it out. The outer `Result` is a
     /// backend failure, the inner one the event's own fault.
-    async fn prepare(&self, incoming: IncomingEvent) -> Result<Result<NewEvent, Rejected>, CreatorError> {
+    async fn prepare(
+        &self,
+        incoming: IncomingEvent,
+    ) -> Result<Result<NewEvent, Rejected>, CreatorError> {
         let Some(product) = self.product(&incoming.product).await? else {
             return Ok(Err(Rejected::UnknownProduct(incoming.product)));
         };
@@ -252,7 +265,10 @@ impl Creator {
         let product = self.store.product(name).await?;
         if let Some(product) = &product {
             let entry = (product.clone(), std::time::Instant::now());
-            self.products.write().expect("cache lock").insert(name.to_owned(), entry);
+            self.products
+                .write()
+                .expect("cache lock")
+                .insert(name.to_owned(), entry);
         }
         Ok(product)
     }
@@ -293,15 +309,17 @@ fn tasks_of(new_event: &NewEvent) -> impl Iterator<Item = hookline_core::queue::
     new_event
         .deliveries
         .iter()
-        .map(move |(delivery_id, application_id)| hookline_core::queue::DeliveryTask {
-            delivery_id: delivery_id.clone(),
-            event_id: event.id.clone(),
-            application_id: application_id.clone(),
-            product: event.product.clone(),
-            webhook_id: event.webhook_id.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            content_type: event.content_type,
-            payload: event.payload.clone(),
-            attempts_made: 0,
-        })
+        .map(
+            move |(delivery_id, application_id)| hookline_core::queue::DeliveryTask {
+                delivery_id: delivery_id.clone(),
+                event_id: event.id.clone(),
+                application_id: application_id.clone(),
+                product: event.product.clone(),
+                webhook_id: event.webhook_id.clone(),
+                idempotency_key: event.idempotency_key.clone(),
+                content_type: event.content_type,
+                payload: event.payload.clone(),
+                attempts_made: 0,
+            },
+        )
 }

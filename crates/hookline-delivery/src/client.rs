@@ -60,7 +60,8 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()
@@ -71,7 +72,8 @@ impl Resolve for GuardedResolver {
                 return Err(Box::new(BlockedAddress {
                     host,
                     addresses: addresses.join(", "),
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -100,10 +102,11 @@ pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, Client
             path: path.clone(),
             source,
         })?;
-        let certificate = reqwest::Certificate::from_pem(&pem).map_err(|source| ClientError::InvalidCa {
-            path: path.clone(),
-            source,
-        })?;
+        let certificate =
+            reqwest::Certificate::from_pem(&pem).map_err(|source| ClientError::InvalidCa {
+                path: path.clone(),
+                source,
+            })?;
         builder = builder.add_root_certificate(certificate);
     }
     builder.build().map_err(ClientError::Build)

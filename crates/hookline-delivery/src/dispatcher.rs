@@ -79,9 +79,16 @@ impl Dispatcher {
     /// finish within the grace period and records their outcomes.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let (sender, receiver) = mpsc::channel(self.settings.concurrency * 2);
-        let recorder = tokio::spawn(recorder::run(self.store.clone(), self.queue.clone(), receiver));
+        let recorder = tokio::spawn(recorder::run(
+            self.store.clone(),
+            self.queue.clone(),
+            receiver,
+        ));
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
-        tracing::info!(concurrency = self.settings.concurrency, "Dispatcher started");
+        tracing::info!(
+            concurrency = self.settings.concurrency,
+            "Dispatcher started"
+        );
 
         while !shutdown.is_cancelled() {
             let free = match self.wait_for_slots(&slots, &shutdown).await {
@@ -101,7 +108,11 @@ impl Dispatcher {
                 }
             };
             for lease in leased {
-                let permit = slots.clone().acquire_owned().await.expect("semaphore is never closed");
+                let permit = slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 let dispatcher = self.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
@@ -119,7 +130,11 @@ impl Dispatcher {
     }
 
     /// Waits until at least one slot is free; returns how many are.
-    async fn wait_for_slots(&self, slots: &Arc<Semaphore>, shutdown: &CancellationToken) -> Option<usize> {
+    async fn wait_for_slots(
+        &self,
+        slots: &Arc<Semaphore>,
+        shutdown: &CancellationToken,
+    ) -> Option<usize> {
         if slots.available_permits() == 0 {
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
@@ -185,25 +200,52 @@ impl Dispatcher {
 
         if report.result.is_success() {
             tracing::trace!(delivery_id = %task.delivery_id, attempt = number, "Delivered");
-            let outcome = AttemptOutcome { attempt, update: DeliveryUpdate::Delivered };
-            return Finished { outcome: Some(outcome), settlement: Settlement::Ack { lease } };
+            let outcome = AttemptOutcome {
+                attempt,
+                update: DeliveryUpdate::Delivered,
+            };
+            return Finished {
+                outcome: Some(outcome),
+                settlement: Settlement::Ack { lease },
+            };
         }
 
         let error = describe(&report.result);
-        match self.settings.retry.after_failure(number, report.retry_after) {
+        match self
+            .settings
+            .retry
+            .after_failure(number, report.retry_after)
+        {
             RetryDecision::RetryAfter(wait) => {
                 let due_at = OffsetDateTime::now_utc() + wait;
                 tracing::debug!(delivery_id = %task.delivery_id, attempt = number, %error, ?wait, "Attempt failed; retry scheduled");
-                let update = DeliveryUpdate::Retrying { next_attempt_at: due_at };
+                let update = DeliveryUpdate::Retrying {
+                    next_attempt_at: due_at,
+                };
                 let outcome = AttemptOutcome { attempt, update };
-                let settlement = Settlement::Retry { lease, due_at, attempts_made: number };
-                Finished { outcome: Some(outcome), settlement }
+                let settlement = Settlement::Retry {
+                    lease,
+                    due_at,
+                    attempts_made: number,
+                };
+                Finished {
+                    outcome: Some(outcome),
+                    settlement,
+                }
             }
             RetryDecision::GiveUp => {
                 tracing::warn!(delivery_id = %task.delivery_id, attempts = number, %error, "Delivery dead-lettered");
-                let update = DeliveryUpdate::Dead { reason: error.clone() };
+                let update = DeliveryUpdate::Dead {
+                    reason: error.clone(),
+                };
                 let outcome = AttemptOutcome { attempt, update };
-                Finished { outcome: Some(outcome), settlement: Settlement::DeadLetter { lease, reason: error } }
+                Finished {
+                    outcome: Some(outcome),
+                    settlement: Settlement::DeadLetter {
+                        lease,
+                        reason: error,
+                    },
+                }
             }
         }
     }
@@ -212,7 +254,14 @@ impl Dispatcher {
     fn postpone(&self, lease: Leased, delay: Duration) -> Finished {
         let attempts_made = lease.task.attempts_made;
         let due_at = OffsetDateTime::now_utc() + delay;
-        Finished { outcome: None, settlement: Settlement::Retry { lease, due_at, attempts_made } }
+        Finished {
+            outcome: None,
+            settlement: Settlement::Retry {
+                lease,
+                due_at,
+                attempts_made,
+            },
+        }
     }
 
     /// The application was deleted: the delivery is dead-lettered with that
@@ -226,12 +275,23 @@ impl Dispatcher {
             number: task.attempts_made + 1,
             started_at: OffsetDateTime::now_utc(),
             duration_ms: 0,
-            result: AttemptResult::Error { class: "application_not_found".into(), message: reason.clone() },
+            result: AttemptResult::Error {
+                class: "application_not_found".into(),
+                message: reason.clone(),
+            },
             response_excerpt: None,
             response_truncated: false,
         };
-        let outcome = AttemptOutcome { attempt, update: DeliveryUpdate::Dead { reason: reason.clone() } };
-        Finished { outcome: Some(outcome), settlement: Settlement::DeadLetter { lease, reason } }
+        let outcome = AttemptOutcome {
+            attempt,
+            update: DeliveryUpdate::Dead {
+                reason: reason.clone(),
+            },
+        };
+        Finished {
+            outcome: Some(outcome),
+            settlement: Settlement::DeadLetter { lease, reason },
+        }
     }
 
     fn endpoint_slots(&self, endpoint: &Endpoint) -> Arc<Semaphore> {

@@ -47,11 +47,18 @@ impl HttpEgress {
         Self { client, policy }
     }
 
-    async fn send(&self, task: &DeliveryTask, endpoint: &Endpoint) -> Result<reqwest::Response, AttemptResult> {
-        let url = self.policy.check_url(&endpoint.url).map_err(|error| AttemptResult::Error {
-            class: "blocked_address".into(),
-            message: error.to_string(),
-        })?;
+    async fn send(
+        &self,
+        task: &DeliveryTask,
+        endpoint: &Endpoint,
+    ) -> Result<reqwest::Response, AttemptResult> {
+        let url = self
+            .policy
+            .check_url(&endpoint.url)
+            .map_err(|error| AttemptResult::Error {
+                class: "blocked_address".into(),
+                message: error.to_string(),
+            })?;
         if let Some(ip) = literal_ip(&url) {
             // A literal address never reaches the resolver, so it is checked here.
             if !self.policy.is_allowed(ip) {
@@ -63,14 +70,22 @@ impl HttpEgress {
         }
 
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-        let signature = signature_header(&endpoint.secrets, task.webhook_id.as_str(), timestamp, &task.payload);
+        let signature = signature_header(
+            &endpoint.secrets,
+            task.webhook_id.as_str(),
+            timestamp,
+            &task.payload,
+        );
         self.client
             .post(url)
             .header("webhook-id", task.webhook_id.as_str())
             .header("webhook-timestamp", timestamp)
             .header("webhook-signature", signature)
             .header("idempotency-key", task.idempotency_key.as_str())
-            .header(reqwest::header::CONTENT_TYPE, task.content_type.media_type())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                task.content_type.media_type(),
+            )
             .body(task.payload.clone())
             .send()
             .await
@@ -122,7 +137,11 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         return None;
     }
     // NOTE: only the delay-seconds form is read; an HTTP-date is ignored.
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 

@@ -19,7 +19,11 @@ pub struct Finished {
 }
 
 /// Runs until every sender is dropped and the channel is drained.
-pub async fn run(store: Arc<dyn Store>, queue: Arc<dyn DeliveryQueue>, mut receiver: mpsc::Receiver<Finished>) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    queue: Arc<dyn DeliveryQueue>,
+    mut receiver: mpsc::Receiver<Finished>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut outcomes = Vec::with_capacity(batch.len());

@@ -96,7 +96,9 @@ pub enum LogFormat {
 pub enum ConfigError {
     #[error("invalid configuration: {}", describe_figment_error(.0))]
     Parse(#[from] Box<figment::Error>),
-    #[error("invalid configuration: cannot read {key} from {path} (named by {variable}): {source}")]
+    #[error(
+        "invalid configuration: cannot read {key} from {path} (named by {variable}): {source}"
+    )]
     SecretFile {
         key: String,
         variable: String,
@@ -129,9 +131,17 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_owned() });
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
         if self.delivery.timeout.is_zero() {
-            return invalid("delivery.timeout", "must be longer than zero, for example \"15s\"");
+            return invalid(
+                "delivery.timeout",
+                "must be longer than zero, for example \"15s\"",
+            );
         }
         if self.delivery.concurrency == 0 {
             return invalid("delivery.concurrency", "must be at least 1");
@@ -147,7 +157,10 @@ impl Config {
         }
         if let Some(path) = &self.delivery.ca_file {
             if !path.is_file() {
-                return invalid("delivery.ca_file", &format!("{} is not a readable file", path.display()));
+                return invalid(
+                    "delivery.ca_file",
+                    &format!("{} is not a readable file", path.display()),
+                );
             }
         }
         Ok(())
@@ -164,7 +177,8 @@ impl Config {
         if !copy.api.admin_token.is_empty() {
             copy.api.admin_token = "<redacted>".into();
         }
-        toml::to_string_pretty(&copy).unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
+        toml::to_string_pretty(&copy)
+            .unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
     }
 }
 
@@ -223,7 +237,10 @@ fn secret_files(variables: &[(String, String)]) -> Result<figment::value::Dict, 
             .entry(section.to_owned())
             .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
         if let figment::value::Value::Dict(_, dict) = entry {
-            dict.insert(field.to_owned(), contents.trim_end_matches(['\r', '\n']).into());
+            dict.insert(
+                field.to_owned(),
+                contents.trim_end_matches(['\r', '\n']).into(),
+            );
         }
     }
     Ok(root)

@@ -33,7 +33,10 @@ pub async fn run(mut config: Config, keep_running: bool) -> anyhow::Result<()> {
     demo_settings(&mut config, &workspace, ca_path);
     println!("Hookline demo");
     println!("  data directory   {}", workspace.display());
-    println!("  HTTPS receiver   {} (certificate made just now, trusted through delivery.ca_file)", receiver.base_url());
+    println!(
+        "  HTTPS receiver   {} (certificate made just now, trusted through delivery.ca_file)",
+        receiver.base_url()
+    );
     println!(
         "  retry schedule   interval {:?} + n^4 x {:?}, {} retries\n",
         config.retry.interval, config.retry.backoff_unit, config.retry.max_retries
@@ -47,7 +50,10 @@ pub async fn run(mut config: Config, keep_running: bool) -> anyhow::Result<()> {
     };
     let result = demo.script(&receiver).await;
     if result.is_ok() && keep_running {
-        println!("\nServer running at {} with admin token {}; press Ctrl-C to stop.", demo.api, demo.token);
+        println!(
+            "\nServer running at {} with admin token {}; press Ctrl-C to stop.",
+            demo.api, demo.token
+        );
         let _ = tokio::signal::ctrl_c().await;
     }
     running.stop().await;
@@ -86,8 +92,19 @@ impl Demo {
 
         let apps = [
             ("acme", "Acme Shipping", Behaviour::Succeed),
-            ("globex", "Globex Billing", Behaviour::FailTimes { failures: 1, status: 503 }),
-            ("initech", "Initech Legacy", Behaviour::AlwaysFail { status: 500 }),
+            (
+                "globex",
+                "Globex Billing",
+                Behaviour::FailTimes {
+                    failures: 1,
+                    status: 503,
+                },
+            ),
+            (
+                "initech",
+                "Initech Legacy",
+                Behaviour::AlwaysFail { status: 500 },
+            ),
         ];
         let mut ids = Vec::new();
         for (path, name, behaviour) in apps {
@@ -106,10 +123,19 @@ impl Demo {
         for order in ORDER_IDS {
             let payload = SAMPLE_EVENT.replace("1001XYZ", order);
             let response = self.ingest(&payload, order).await?;
-            println!("Sent order {order}: event {} ({} deliveries)", response["id"].as_str().unwrap_or("?"), response["deliveries"]);
+            println!(
+                "Sent order {order}: event {} ({} deliveries)",
+                response["id"].as_str().unwrap_or("?"),
+                response["deliveries"]
+            );
         }
-        let duplicate = self.ingest(&SAMPLE_EVENT.replace("1001XYZ", ORDER_IDS[0]), ORDER_IDS[0]).await?;
-        println!("Sent order {} again with the same Idempotency-Key: duplicate = {}", ORDER_IDS[0], duplicate["duplicate"]);
+        let duplicate = self
+            .ingest(&SAMPLE_EVENT.replace("1001XYZ", ORDER_IDS[0]), ORDER_IDS[0])
+            .await?;
+        println!(
+            "Sent order {} again with the same Idempotency-Key: duplicate = {}",
+            ORDER_IDS[0], duplicate["duplicate"]
+        );
 
         self.wait_until_settled(&ids).await?;
         self.report(receiver, &ids).await?;
@@ -123,28 +149,50 @@ impl Demo {
         loop {
             let mut pending = 0;
             for (_, _, id) in ids {
-                let deliveries = self.get(&format!("/api/v1/applications/{id}/deliveries")).await?;
-                pending += as_list(&deliveries).iter().filter(|d| d["state"] == "pending").count();
+                let deliveries = self
+                    .get(&format!("/api/v1/applications/{id}/deliveries"))
+                    .await?;
+                pending += as_list(&deliveries)
+                    .iter()
+                    .filter(|d| d["state"] == "pending")
+                    .count();
             }
             if pending == 0 {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("{pending} deliveries still pending after {WAIT:?}; see the server log above");
+                bail!(
+                    "{pending} deliveries still pending after {WAIT:?}; see the server log above"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
-    async fn report(&self, receiver: &Receiver, ids: &[(&str, &str, String)]) -> anyhow::Result<()> {
+    async fn report(
+        &self,
+        receiver: &Receiver,
+        ids: &[(&str, &str, String)],
+    ) -> anyhow::Result<()> {
         println!();
         for (path, name, id) in ids {
             let received = receiver.deliveries(path);
-            let verified = received.iter().filter(|r| r.verification == Verification::Verified).count();
-            let deliveries = self.get(&format!("/api/v1/applications/{id}/deliveries")).await?;
-            println!("{name}: {} requests received, {verified} with a valid signature", received.len());
+            let verified = received
+                .iter()
+                .filter(|r| r.verification == Verification::Verified)
+                .count();
+            let deliveries = self
+                .get(&format!("/api/v1/applications/{id}/deliveries"))
+                .await?;
+            println!(
+                "{name}: {} requests received, {verified} with a valid signature",
+                received.len()
+            );
             for delivery in as_list(&deliveries).iter().rev() {
-                let attempts: Vec<String> = as_list(&delivery["attempts"]).iter().map(describe_attempt).collect();
+                let attempts: Vec<String> = as_list(&delivery["attempts"])
+                    .iter()
+                    .map(describe_attempt)
+                    .collect();
                 println!(
                     "  {} {:<9} webhook-id {}  attempts: {}",
                     delivery["id"].as_str().unwrap_or("?"),
@@ -157,7 +205,11 @@ impl Demo {
         let dead = self.get("/api/v1/dead-letters").await?;
         println!("\nDead letters: {}", as_list(&dead).len());
         for letter in as_list(&dead) {
-            println!("  {}  reason: {}", letter["id"].as_str().unwrap_or("?"), letter["reason"].as_str().unwrap_or("?"));
+            println!(
+                "  {}  reason: {}",
+                letter["id"].as_str().unwrap_or("?"),
+                letter["reason"].as_str().unwrap_or("?")
+            );
         }
         Ok(())
     }
@@ -166,14 +218,33 @@ impl Demo {
     async fn replay(&self, receiver: &Receiver, app: &(&str, &str, String)) -> anyhow::Result<()> {
         let (path, name, _) = app;
         let dead = self.get("/api/v1/dead-letters").await?;
-        let Some(first) = as_list(&dead).first().and_then(|d| d["id"].as_str()).map(str::to_owned) else {
+        let Some(first) = as_list(&dead)
+            .first()
+            .and_then(|d| d["id"].as_str())
+            .map(str::to_owned)
+        else {
             bail!("expected dead letters for {name}, found none");
         };
         receiver.script(path, Behaviour::Succeed);
-        let before = receiver.deliveries(path).iter().filter(|r| r.succeeded()).count();
-        self.post(&format!("/api/v1/dead-letters/{first}/replay"), json!({})).await?;
+        let before = receiver
+            .deliveries(path)
+            .iter()
+            .filter(|r| r.succeeded())
+            .count();
+        self.post(&format!("/api/v1/dead-letters/{first}/replay"), json!({}))
+            .await?;
         let arrived = receiver
-            .wait_for(|_| receiver.deliveries(path).iter().filter(|r| r.succeeded()).count() > before, WAIT)
+            .wait_for(
+                |_| {
+                    receiver
+                        .deliveries(path)
+                        .iter()
+                        .filter(|r| r.succeeded())
+                        .count()
+                        > before
+                },
+                WAIT,
+            )
             .await;
         if !arrived {
             bail!("the replayed dead letter {first} did not arrive within {WAIT:?}");
@@ -196,19 +267,33 @@ impl Demo {
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let response = self.http.post(format!("{}{path}", self.api)).bearer_auth(&self.token).json(&body).send().await?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
         json_of(response).await
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let response = self.http.get(format!("{}{path}", self.api)).bearer_auth(&self.token).send().await?;
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
         json_of(response).await
     }
 }
 
 async fn json_of(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
-    let body: Value = response.json().await.context("the API answered with a body that is not JSON")?;
+    let body: Value = response
+        .json()
+        .await
+        .context("the API answered with a body that is not JSON")?;
     if !status.is_success() {
         bail!("the API answered {status}: {body}");
     }
@@ -221,7 +306,14 @@ fn as_list(value: &Value) -> &[Value] {
 
 fn describe_attempt(attempt: &Value) -> String {
     match attempt["status_code"].as_u64() {
-        Some(status) => format!("#{} HTTP {status} ({} ms)", attempt["number"], attempt["duration_ms"]),
-        None => format!("#{} {}", attempt["number"], attempt["error_class"].as_str().unwrap_or("error")),
+        Some(status) => format!(
+            "#{} HTTP {status} ({} ms)",
+            attempt["number"], attempt["duration_ms"]
+        ),
+        None => format!(
+            "#{} {}",
+            attempt["number"],
+            attempt["error_class"].as_str().unwrap_or("error")
+        ),
     }
 }

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "hookline", version, about = "Signed, retried webhook delivery from Kafka topics and HTTP ingest")]
+#[command(
+    name = "hookline",
+    version,
+    about = "Signed, retried webhook delivery from Kafka topics and HTTP ingest"
+)]
 struct Cli {
     /// TOML configuration file; environment variables HOOKLINE_* override it.
     #[arg(long, short, global = true, env = "HOOKLINE_CONFIG")]
@@ -100,8 +104,9 @@ async fn wait_for_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on Unix");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler succeeds on Unix");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

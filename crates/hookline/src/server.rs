@@ -53,7 +53,12 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let backend = SqliteBackend::open(&config.storage.data_dir)
         .await
-        .with_context(|| format!("cannot open the state store in storage.data_dir {}", config.storage.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the state store in storage.data_dir {}",
+                config.storage.data_dir.display()
+            )
+        })?;
     let store: Arc<dyn Store> = backend.store();
     let queue: Arc<dyn DeliveryQueue> = backend.queue();
     let directory: Arc<dyn Directory> = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
@@ -63,20 +68,42 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_payload_size: config.ingest.max_payload_size,
         ..CreatorSettings::default()
     };
-    let creator = Arc::new(Creator::new(store.clone(), queue.clone(), directory.clone(), creator_settings));
-    let recovered = creator.recover(OffsetDateTime::now_utc()).await.context("cannot enqueue stored events at startup")?;
+    let creator = Arc::new(Creator::new(
+        store.clone(),
+        queue.clone(),
+        directory.clone(),
+        creator_settings,
+    ));
+    let recovered = creator
+        .recover(OffsetDateTime::now_utc())
+        .await
+        .context("cannot enqueue stored events at startup")?;
     if recovered > 0 {
-        tracing::info!(tasks = recovered, "Enqueued tasks of events whose enqueueing a stop interrupted");
+        tracing::info!(
+            tasks = recovered,
+            "Enqueued tasks of events whose enqueueing a stop interrupted"
+        );
     }
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let policy = address_policy(&config);
-    let dispatcher = build_dispatcher(&config, &policy, store.clone(), queue.clone(), directory.clone())?;
+    let dispatcher = build_dispatcher(
+        &config,
+        &policy,
+        store.clone(),
+        queue.clone(),
+        directory.clone(),
+    )?;
     tasks.spawn(dispatcher.run(shutdown.clone()));
-    tasks.spawn(maintenance(creator.clone(), config.dedup.retention, shutdown.clone()));
+    tasks.spawn(maintenance(
+        creator.clone(),
+        config.dedup.retention,
+        shutdown.clone(),
+    ));
     if !config.kafka.brokers.trim().is_empty() {
-        let source = KafkaSource::new(kafka_settings(&config), creator.clone()).context("invalid kafka configuration")?;
+        let source = KafkaSource::new(kafka_settings(&config), creator.clone())
+            .context("invalid kafka configuration")?;
         let token = shutdown.clone();
         tasks.spawn(async move {
             if let Err(error) = source.run(token).await {
@@ -102,13 +129,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let token = shutdown.clone();
     tasks.spawn(async move {
         let app = hookline_api::router(state);
-        let served = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
         if let Err(error) = served {
             tracing::error!(%error, "API server failed");
         }
     });
     tracing::info!(%api_address, data_dir = %config.storage.data_dir.display(), "Hookline started");
-    Ok(Running { api_address, admin_token, shutdown, tasks })
+    Ok(Running {
+        api_address,
+        admin_token,
+        shutdown,
+        tasks,
+    })
 }
 
 fn build_dispatcher(
@@ -166,7 +200,12 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    write_private(&path, &token).with_context(|| format!("cannot write the generated admin token to {}", path.display()))?;
+    write_private(&path, &token).with_context(|| {
+        format!(
+            "cannot write the generated admin token to {}",
+            path.display()
+        )
+    })?;
     tracing::warn!(path = %path.display(), "api.admin_token is not set; generated one and wrote it to this file");
     Ok(token)
 }
@@ -192,14 +231,21 @@ async fn maintenance(creator: Arc<Creator>, retention: Duration, shutdown: Cance
             _ = ticker.tick() => {}
         }
         let now = OffsetDateTime::now_utc();
-        match creator.store().expire_idempotency_keys(now - retention).await {
+        match creator
+            .store()
+            .expire_idempotency_keys(now - retention)
+            .await
+        {
             Ok(0) => {}
             Ok(expired) => tracing::debug!(expired, "Expired idempotency keys"),
             Err(error) => tracing::warn!(%error, "Expiring idempotency keys failed"),
         }
         match creator.recover(now - RECOVERY_AGE).await {
             Ok(0) => {}
-            Ok(tasks) => tracing::info!(tasks, "Enqueued tasks of events whose enqueueing was interrupted"),
+            Ok(tasks) => tracing::info!(
+                tasks,
+                "Enqueued tasks of events whose enqueueing was interrupted"
+            ),
             Err(error) => tracing::warn!(%error, "Recovery sweep failed"),
         }
     }

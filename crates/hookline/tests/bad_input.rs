@@ -11,22 +11,48 @@ use std::process::Command;
 #[tokio::test]
 async fn invalid_requests_get_clear_4xx() {
     let world = World::new().await;
-    let server = world.serve(&[("HOOKLINE_INGEST__MAX_PAYLOAD_SIZE", "2048")]).await;
-    server.create_product("order-created", "order-created-event").await;
+    let server = world
+        .serve(&[("HOOKLINE_INGEST__MAX_PAYLOAD_SIZE", "2048")])
+        .await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
 
-    let (status, body) = server.ingest("order-created", Some("bad-json"), "{\"orderId\": ").await;
+    let (status, body) = server
+        .ingest("order-created", Some("bad-json"), "{\"orderId\": ")
+        .await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["field"], "body");
-    assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{body}"
+    );
 
-    let (status, body) = server.ingest("no-such-product", None, &order_event("U1")).await;
+    let (status, body) = server
+        .ingest("no-such-product", None, &order_event("U1"))
+        .await;
     assert_eq!(status, 404);
-    assert!(body["error"]["message"].as_str().unwrap().contains("no-such-product"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-product"),
+        "{body}"
+    );
 
     let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(4096));
     let (status, body) = server.ingest("order-created", None, &big).await;
     assert_eq!(status, 413);
-    assert!(body["error"]["message"].as_str().unwrap().contains("ingest.max_payload_size"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ingest.max_payload_size"),
+        "{body}"
+    );
 
     let cases = [
         ("http://hooks.example.com/orders", "https"),
@@ -35,24 +61,39 @@ async fn invalid_requests_get_clear_4xx() {
         ("not a url", "valid absolute URL"),
     ];
     let strict = world.serve_strict().await;
-    strict.create_product("order-created", "order-created-event").await;
+    strict
+        .create_product("order-created", "order-created-event")
+        .await;
     for (url, words) in cases {
-        let request = json!({"name": "x", "product": "order-created", "plan": "free", "webhook_url": url});
-        let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+        let request =
+            json!({"name": "x", "product": "order-created", "plan": "free", "webhook_url": url});
+        let (status, body) = strict
+            .request(Method::POST, "/api/v1/applications", Some(request))
+            .await;
         assert_eq!(status, 422, "{url}: {body}");
         assert_eq!(body["error"]["field"], "webhook_url", "{url}");
-        assert!(body["error"]["message"].as_str().unwrap().contains(words), "{url}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(words),
+            "{url}: {body}"
+        );
     }
 
     let request = json!({"name": "x", "product": "order-created", "plan": "gold", "webhook_url": "https://hooks.example.com/"});
-    let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+    let (status, body) = strict
+        .request(Method::POST, "/api/v1/applications", Some(request))
+        .await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["field"], "plan");
 
     let request = json!({"name": "x", "product": "order-created", "plan": "free"});
-    let (status, body) = strict.request(Method::POST, "/api/v1/applications", Some(request)).await;
+    let (status, body) = strict
+        .request(Method::POST, "/api/v1/applications", Some(request))
+        .await;
     assert_eq!(status, 422);
-    assert_eq!(body["error"]["field"], "webhook_url", "missing field is named: {body}");
+    assert_eq!(
+        body["error"]["field"], "webhook_url",
+        "missing field is named: {body}"
+    );
 }
 
 #[tokio::test]
@@ -60,11 +101,24 @@ async fn api_requires_the_admin_token() {
     let world = World::new().await;
     let server = world.serve(&[]).await;
     let client = reqwest::Client::new();
-    let missing = client.get(format!("{}/api/v1/products", server.api)).send().await.unwrap();
+    let missing = client
+        .get(format!("{}/api/v1/products", server.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 401);
-    let wrong = client.get(format!("{}/api/v1/products", server.api)).bearer_auth(format!("{TOKEN}x")).send().await.unwrap();
+    let wrong = client
+        .get(format!("{}/api/v1/products", server.api))
+        .bearer_auth(format!("{TOKEN}x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let open = client.get(format!("{}/openapi.json", server.api)).send().await.unwrap();
+    let open = client
+        .get(format!("{}/openapi.json", server.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(open.status(), 200);
     let document: serde_json::Value = open.json().await.unwrap();
     assert!(document["paths"]["/api/v1/products/{name}/events"]["post"].is_object());
@@ -90,7 +144,10 @@ fn invalid_configuration_names_the_key() {
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("backoff_unit = \"2ms\""), "{stdout}");
-    assert!(!stdout.contains("very-secret-token"), "secrets are redacted");
+    assert!(
+        !stdout.contains("very-secret-token"),
+        "secrets are redacted"
+    );
 }
 
 #[test]
@@ -103,7 +160,11 @@ fn admin_token_is_read_from_file() {
         .env("HOOKLINE_API__ADMIN_TOKEN_FILE", &path)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).contains("admin_token = \"<redacted>\""));
 
     let output = Command::new(env!("CARGO_BIN_EXE_hookline"))

@@ -11,11 +11,22 @@ use std::time::Duration;
 #[tokio::test]
 async fn kill_nine_mid_run_loses_no_accepted_event() {
     let world = World::new().await;
-    let server = world.serve(&[("HOOKLINE_RETRY__INTERVAL", "50ms"), ("HOOKLINE_RETRY__BACKOFF_UNIT", "1ms")]).await;
-    server.create_product("order-created", "order-created-event").await;
-    server.create_application(&world.receiver, "order-created", "sink").await;
+    let server = world
+        .serve(&[
+            ("HOOKLINE_RETRY__INTERVAL", "50ms"),
+            ("HOOKLINE_RETRY__BACKOFF_UNIT", "1ms"),
+        ])
+        .await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    server
+        .create_application(&world.receiver, "order-created", "sink")
+        .await;
     // Slow responses keep a backlog in the queue when the process dies.
-    world.receiver.script("sink", Behaviour::Delay(Duration::from_millis(30)));
+    world
+        .receiver
+        .script("sink", Behaviour::Delay(Duration::from_millis(30)));
 
     let server = Arc::new(server);
     let accepted = Arc::new(Mutex::new(HashSet::new()));
@@ -49,8 +60,15 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
     }
     let accepted = accepted.lock().unwrap().clone();
     let delivered_before = world.receiver.stats().succeeded;
-    assert!(accepted.len() >= 200, "only {} events were accepted before the kill", accepted.len());
-    assert!((delivered_before as usize) < accepted.len(), "the kill came after every delivery; the test proves nothing");
+    assert!(
+        accepted.len() >= 200,
+        "only {} events were accepted before the kill",
+        accepted.len()
+    );
+    assert!(
+        (delivered_before as usize) < accepted.len(),
+        "the kill came after every delivery; the test proves nothing"
+    );
 
     world.receiver.script("sink", Behaviour::Succeed);
     let restarted = Server::start(&world.data_dir(), &world.ca_file, &[]).await;
@@ -78,5 +96,10 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
         .filter_map(|r| r.idempotency_key.clone())
         .collect();
     let missing: Vec<_> = accepted.difference(&received).take(10).collect();
-    assert!(all_arrived, "{} accepted events never arrived, e.g. {missing:?}; log:\n{}", accepted.difference(&received).count(), restarted.log_text());
+    assert!(
+        all_arrived,
+        "{} accepted events never arrived, e.g. {missing:?}; log:\n{}",
+        accepted.difference(&received).count(),
+        restarted.log_text()
+    );
 }

@@ -26,8 +26,15 @@ impl World {
         let pki = TestPki::generate().expect("test certificates");
         let ca_file = dir.path().join("ca.pem");
         pki.write_ca(&ca_file).expect("write CA");
-        let receiver = Receiver::start(&pki, "127.0.0.1:0".parse().unwrap()).await.expect("receiver starts");
-        Self { dir, pki, ca_file, receiver }
+        let receiver = Receiver::start(&pki, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("receiver starts");
+        Self {
+            dir,
+            pki,
+            ca_file,
+            receiver,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -38,7 +45,12 @@ impl World {
     /// addresses, HTTPS only), in a data directory of its own.
     pub async fn serve_strict(&self) -> Server {
         let data_dir = self.dir.path().join("strict");
-        Server::start(&data_dir, &self.ca_file, &[("HOOKLINE_DELIVERY__ALLOW_PRIVATE_ADDRESSES", "false")]).await
+        Server::start(
+            &data_dir,
+            &self.ca_file,
+            &[("HOOKLINE_DELIVERY__ALLOW_PRIVATE_ADDRESSES", "false")],
+        )
+        .await
     }
 
     /// Starts `hookline serve` with test settings plus `extra` variables.
@@ -102,7 +114,10 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("hookline serve did not become ready; log:\n{}", self.log_text());
+        panic!(
+            "hookline serve did not become ready; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -118,19 +133,33 @@ impl Server {
     /// Sends SIGKILL without waiting; usable while other tasks share the server.
     pub fn kill_now(&self) {
         let pid = self.child.id().to_string();
-        let status = Command::new("kill").args(["-KILL", &pid]).status().expect("send SIGKILL");
+        let status = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("send SIGKILL");
         assert!(status.success(), "kill -KILL {pid} failed");
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("send SIGTERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("send SIGTERM");
         self.child.wait().unwrap()
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.api)).bearer_auth(TOKEN);
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -142,14 +171,23 @@ impl Server {
 
     pub async fn create_product(&self, name: &str, topic: &str) {
         let body = json!({"name": name, "topic": topic, "content_type": "application/json"});
-        let (status, body) = self.request(reqwest::Method::POST, "/api/v1/products", Some(body)).await;
+        let (status, body) = self
+            .request(reqwest::Method::POST, "/api/v1/products", Some(body))
+            .await;
         assert_eq!(status, 201, "create product: {body}");
     }
 
     /// Creates an application on the receiver's endpoint and registers its secret there.
-    pub async fn create_application(&self, receiver: &Receiver, product: &str, endpoint: &str) -> String {
+    pub async fn create_application(
+        &self,
+        receiver: &Receiver,
+        product: &str,
+        endpoint: &str,
+    ) -> String {
         let body = json!({"name": endpoint, "product": product, "plan": "free", "webhook_url": receiver.endpoint_url(endpoint)});
-        let (status, body) = self.request(reqwest::Method::POST, "/api/v1/applications", Some(body)).await;
+        let (status, body) = self
+            .request(reqwest::Method::POST, "/api/v1/applications", Some(body))
+            .await;
         assert_eq!(status, 201, "create application: {body}");
         let secret = SigningSecret::parse(body["secret"].as_str().unwrap()).expect("whsec_ secret");
         receiver.set_secret(endpoint, secret);
@@ -158,11 +196,18 @@ impl Server {
 
     /// Posts one event; returns the status and the response body.
     pub async fn ingest(&self, product: &str, key: Option<&str>, payload: &str) -> (u16, Value) {
-        self.try_ingest(product, key, payload).await.expect("ingest request")
+        self.try_ingest(product, key, payload)
+            .await
+            .expect("ingest request")
     }
 
     /// Posts one event; `None` when the server did not answer.
-    pub async fn try_ingest(&self, product: &str, key: Option<&str>, payload: &str) -> Option<(u16, Value)> {
+    pub async fn try_ingest(
+        &self,
+        product: &str,
+        key: Option<&str>,
+        payload: &str,
+    ) -> Option<(u16, Value)> {
         let mut request = self
             .http
             .post(format!("{}/api/v1/products/{product}/events", self.api))
@@ -185,7 +230,12 @@ impl Server {
     }
 
     /// Polls until `condition` holds for the application's deliveries.
-    pub async fn wait_deliveries(&self, application: &str, timeout: Duration, condition: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn wait_deliveries(
+        &self,
+        application: &str,
+        timeout: Duration,
+        condition: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let deliveries = self.deliveries(application).await;
