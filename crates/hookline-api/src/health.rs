@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-/// The process is up.
+/// Reports that the process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "Alive")))]
 pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The state store and the delivery queue answer.
+/// Reports whether the state store and the delivery queue respond.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Ready"), (status = 503, description = "A backend is unavailable")))]
 pub(crate) async fn readyz(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {

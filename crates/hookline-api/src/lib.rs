@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use openapi::ApiDoc;
 
-/// What the handlers share.
+/// State shared by the handlers.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,

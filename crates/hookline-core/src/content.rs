@@ -48,7 +48,7 @@ impl ContentType {
         }
     }
 
-    /// The media type sent as `content-type` with each delivery.
+    /// Returns the media type sent as `content-type` with each delivery.
     pub fn media_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Where and how to deliver to one application, looked up at send time so
-/// that secrets never travel in queue messages.
+/// Delivery target of one application: URL, plan and secrets, looked up at
+/// send time so that secrets never travel in queue messages.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub application_id: ApplicationId,
@@ -32,7 +32,7 @@ pub struct DirectoryError {
 pub trait Directory: Send + Sync + 'static {
     /// Active applications subscribed to `product`.
     async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError>;
-    /// The endpoint of one application, or `None` when it no longer exists.
+    /// Looks up the endpoint of one application; `None` when it no longer exists.
     async fn endpoint(
         &self,
         application: &ApplicationId,

@@ -27,7 +27,7 @@ impl Default for RetryPolicy {
     }
 }
 
-/// What to do after a failed attempt.
+/// Next step after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryDecision {
     /// Retry after this wait.

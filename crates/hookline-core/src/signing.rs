@@ -55,7 +55,7 @@ impl SigningSecret {
         })
     }
 
-    /// The `whsec_…` form, to show to the application's owner once.
+    /// Returns the `whsec_…` form, to show to the application's owner once.
     pub fn expose(&self) -> &str {
         &self.encoded
     }
@@ -93,7 +93,7 @@ pub fn signature_header(
     signatures.join(" ")
 }
 
-/// Why a received webhook failed verification.
+/// Reason a received webhook failed verification.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
     #[error("webhook-timestamp {timestamp} is more than {tolerance_secs}s away from now ({now})")]

@@ -83,7 +83,7 @@ pub struct DeliveryFilter {
     pub limit: u32,
 }
 
-/// How a delivery changed after an attempt.
+/// Delivery state change after an attempt.
 #[derive(Debug, Clone)]
 pub enum DeliveryUpdate {
     Delivered,

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use url::{Host, Url};
 
-/// Which addresses and schemes the operator allows.
+/// Addresses and schemes the operator allows.
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
     /// `delivery.allow_http`: accept `http://` URLs.
@@ -37,7 +37,7 @@ pub enum UrlError {
 }
 
 impl AddressPolicy {
-    /// Whether a connection to `ip` is allowed.
+    /// Returns whether a connection to `ip` is allowed.
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         if self.allowed_networks.iter().any(|net| net.contains(&ip)) {
             return true;
@@ -88,7 +88,7 @@ fn is_unspecified_or_multicast(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip.is_multicast()
 }
 
-/// Whether an address is never a public webhook endpoint.
+/// Returns whether an address can never be a public webhook endpoint.
 pub fn is_blocked(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_blocked_v4(v4),
@@ -126,7 +126,7 @@ fn is_blocked_v6(ip: Ipv6Addr) -> bool {
         || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
 }
 
-/// The IPv4 address inside IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96)
+/// Extracts the IPv4 address inside IPv4-mapped, IPv4-compatible, NAT64 (64:ff9b::/96)
 /// and 6to4 (2002::/16) addresses, which reach that IPv4 host.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();

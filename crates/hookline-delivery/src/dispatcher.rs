@@ -264,7 +264,7 @@ impl Dispatcher {
         }
     }
 
-    /// The application was deleted: the delivery is dead-lettered with that
+    /// Dead-letters a delivery whose application was deleted, with that
     /// reason, so it stays visible and can be replayed.
     fn application_missing(&self, lease: Leased) -> Finished {
         let task = &lease.task;

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 /// Bytes of a response body kept in the attempt log.
 pub const RESPONSE_CAPTURE_LIMIT: usize = 4096;
 
-/// What one attempt produced.
+/// Outcome of one attempt.
 #[derive(Debug, Clone)]
 pub struct AttemptReport {
     pub started_at: OffsetDateTime,

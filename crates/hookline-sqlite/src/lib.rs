@@ -1,0 +1,136 @@
+//! Embedded backend of Hookline: the state store and the durable delivery
+//! queue in one SQLite file, `hookline.db`, under a data directory.
+//!
+//! All writes go through one connection, so writers queue in the process
+//! instead of failing with `SQLITE_BUSY`. Reads use a small pool of other
+//! connections, which WAL mode lets run next to the writer. With
+//! `synchronous=FULL`, SQLite syncs the WAL to disk on every commit, so a
+//! write that returned `Ok` survives the process being killed. A test
+//! checks this with a child process that aborts after its writes.
+//!
+//! Queue rows hold only the delivery id and its schedule. The payload is
+//! stored once per event and joined in when a task is received.
+
+mod codec;
+mod queue;
+mod schema;
+mod store;
+mod tasks;
+
+pub use queue::SqliteQueue;
+pub use store::SqliteStore;
+
+use hookline_core::store::StoreError;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name of the database file inside the data directory.
+pub const DATABASE_FILE: &str = "hookline.db";
+
+/// How long a connection waits for a lock held by another process before it
+/// fails with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections in the read pool.
+const READ_CONNECTIONS: u32 = 4;
+
+/// Page cache of each connection in KiB (SQLite reads a negative
+/// `cache_size` as KiB).
+const CACHE_SIZE_KIB: &str = "-32768";
+
+/// The opened database with its writer and reader pools.
+pub struct SqliteBackend {
+    store: Arc<SqliteStore>,
+    queue: Arc<SqliteQueue>,
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteBackend {
+    /// Opens `hookline.db` under `data_dir`, creating the directory and the
+    /// file when they are missing, and applies the schema.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|error| {
+            let message = format!("failed to create data directory {}", data_dir.display());
+            StoreError::backend(message, error)
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+
+        let writer = connect_writer(&path).await?;
+        schema::migrate(&writer).await?;
+        let reader = connect_reader(&path).await?;
+        tracing::info!(path = %path.display(), "Opened SQLite database");
+
+        Ok(Self {
+            store: Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
+            queue: Arc::new(SqliteQueue::new(writer.clone(), reader.clone())),
+            writer,
+            reader,
+        })
+    }
+
+    /// Returns the state store.
+    pub fn store(&self) -> Arc<SqliteStore> {
+        self.store.clone()
+    }
+
+    /// Returns the delivery queue.
+    pub fn queue(&self) -> Arc<SqliteQueue> {
+        self.queue.clone()
+    }
+
+    /// Closes every connection and waits until they are closed. Calls made
+    /// through the store or the queue afterwards fail.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Options shared by the writer and the readers.
+fn base_options(path: &Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("cache_size", CACHE_SIZE_KIB)
+        .pragma("temp_store", "memory")
+}
+
+async fn connect_writer(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = base_options(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(|error| {
+            let message = format!("failed to open database {} for writing", path.display());
+            StoreError::backend(message, error)
+        })
+}
+
+/// Opens the read pool. `query_only` makes an accidental write on a reader
+/// fail instead of competing with the writer for the lock.
+async fn connect_reader(path: &Path) -> Result<SqlitePool, StoreError> {
+    let options = base_options(path).pragma("query_only", "ON");
+    SqlitePoolOptions::new()
+        .max_connections(READ_CONNECTIONS)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+        .map_err(|error| {
+            let message = format!("failed to open database {} for reading", path.display());
+            StoreError::backend(message, error)
+        })
+}
