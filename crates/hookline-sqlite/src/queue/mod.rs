@@ -1,0 +1,114 @@
+//! [`DeliveryQueue`] on SQLite. The `queue` table contains one row per queued
+//! delivery with its due time, lease and attempt count. The payload is read
+//! from the event when a task is received.
+//!
+//! Each `receive` writes a fresh random 64-bit lease token to the rows it
+//! leases. Settling applies only while the row still has that token, so a
+//! consumer whose lease expired and was taken over cannot settle the task.
+
+mod receive;
+mod settle;
+
+use crate::codec::{invalid, json_rows, now_millis, queue_failure};
+use async_trait::async_trait;
+use hookline_core::queue::{
+    DeliveryQueue, DeliveryTask, Leased, QueueDepth, QueueError, Settlement,
+};
+use sqlx::{Row, SqlitePool};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Adds tasks due now. Ignoring rows that exist keeps enqueueing idempotent:
+/// a task already queued keeps its schedule and lease.
+const ENQUEUE: &str = "INSERT OR IGNORE INTO queue \
+     (delivery_id, due_at, visible_at, lease_token, attempts_made) \
+     SELECT value ->> 0, ?2, ?2, NULL, value ->> 1 FROM json_each(?1)";
+
+/// Counts tasks by visibility at `?1`. A task whose lease expired is ready.
+/// The age of the oldest ready task is measured from its due time.
+const DEPTH: &str = "SELECT \
+       COALESCE(SUM(visible_at <= ?1), 0) AS ready, \
+       COALESCE(SUM(lease_token IS NULL AND visible_at > ?1), 0) AS scheduled, \
+       COALESCE(SUM(lease_token IS NOT NULL AND visible_at > ?1), 0) AS leased, \
+       MIN(CASE WHEN visible_at <= ?1 THEN due_at END) AS oldest_ready_due_at, \
+       (SELECT COUNT(*) FROM deliveries WHERE state = 'dead') AS dead \
+     FROM queue";
+
+/// The durable delivery queue of the embedded backend.
+pub struct SqliteQueue {
+    /// The only connection that writes (a pool of one).
+    writer: SqlitePool,
+    reader: SqlitePool,
+    /// Wakes waiting receivers when tasks are enqueued or rescheduled in this
+    /// process. Receivers also wake at the earliest visibility time they read.
+    wake: Notify,
+}
+
+impl SqliteQueue {
+    pub(crate) fn new(writer: SqlitePool, reader: SqlitePool) -> Self {
+        Self {
+            writer,
+            reader,
+            wake: Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteQueue {
+    async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<(), QueueError> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(&str, u32)> = tasks
+            .iter()
+            .map(|task| (task.delivery_id.as_str(), task.attempts_made))
+            .collect();
+        let rows = json_rows(&rows).map_err(queue_failure("encode tasks to enqueue"))?;
+        sqlx::query(ENQUEUE)
+            .bind(rows)
+            .bind(now_millis())
+            .execute(&self.writer)
+            .await
+            .map_err(queue_failure("enqueue tasks"))?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
+        self.receive_leased(max, visibility, wait).await
+    }
+
+    async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), QueueError> {
+        self.settle_leases(&settlements).await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let now = now_millis();
+        let row = sqlx::query(DEPTH)
+            .bind(now)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(queue_failure("read the queue depth"))?;
+        let count = |column: &'static str| -> Result<u64, sqlx::Error> {
+            let value: i64 = row.try_get(column)?;
+            u64::try_from(value).map_err(|_| invalid(column, value.to_string()))
+        };
+        let depth = || -> Result<QueueDepth, sqlx::Error> {
+            let oldest: Option<i64> = row.try_get("oldest_ready_due_at")?;
+            Ok(QueueDepth {
+                ready: count("ready")?,
+                scheduled: count("scheduled")?,
+                leased: count("leased")?,
+                dead: count("dead")?,
+                oldest_ready_age_secs: oldest.map(|due_at| (now - due_at).max(0) as f64 / 1000.0),
+            })
+        };
+        depth().map_err(queue_failure("read the queue depth"))
+    }
+}

@@ -1,0 +1,122 @@
+//! Receiving: leasing due rows in one statement, then reading their tasks.
+
+use super::SqliteQueue;
+use crate::codec::{duration_millis, now_millis, queue_failure, to_u32};
+use crate::tasks::{task_from_row, task_select};
+use hookline_core::queue::{Leased, QueueError};
+use sqlx::Row;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Leases up to `?3` visible rows, earliest first: sets their token to `?4`
+/// and hides them until `?2`. The statement runs on the single writer
+/// connection, so two receivers never lease the same row.
+const LEASE: &str = "UPDATE queue SET lease_token = ?4, visible_at = ?2 \
+     WHERE delivery_id IN ( \
+       SELECT delivery_id FROM queue WHERE visible_at <= ?1 ORDER BY visible_at LIMIT ?3)";
+
+/// Reads the tasks of one lease. All rows of a lease share its `visible_at`,
+/// so the visibility index finds them without an index on the token.
+const LEASED_TASKS: &str = task_select!(
+    attempts_made,
+    "JOIN queue AS q ON q.delivery_id = d.id \
+     WHERE q.visible_at = ?1 AND q.lease_token = ?2 ORDER BY q.due_at"
+);
+
+/// Upper bound of one wait, so that adding it to the current instant cannot
+/// overflow. A longer `wait` is cut to this.
+const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl SqliteQueue {
+    /// Leases due tasks, waiting up to `wait` for one to become visible. The
+    /// wait ends early at the earliest visibility time read from the table or
+    /// when this process enqueues or reschedules a task.
+    pub(super) async fn receive_leased(
+        &self,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + wait.min(MAX_WAIT);
+        loop {
+            // Registered before the lease query, so that an enqueue that
+            // commits after the query still wakes this receiver.
+            let woken = self.wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+
+            let leased = self
+                .lease(max, visibility)
+                .await
+                .map_err(queue_failure("lease due tasks"))?;
+            if !leased.is_empty() {
+                return Ok(leased);
+            }
+
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let next_visible = self
+                .next_visible_in()
+                .await
+                .map_err(queue_failure("read the next due time"))?;
+            let until = next_visible.map_or(deadline, |delay| deadline.min(now + delay));
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    /// Leases due rows under one fresh random token, then reads their tasks
+    /// from the read pool. A lease token is handed out as the `u64` with the
+    /// same bits as the stored `i64`.
+    async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
+        let token: i64 = rand::random();
+        let now = now_millis();
+        let visible_at = now.saturating_add(duration_millis(visibility));
+        let leased = sqlx::query(LEASE)
+            .bind(now)
+            .bind(visible_at)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .bind(token)
+            .execute(&self.writer)
+            .await?;
+        if leased.rows_affected() == 0 {
+            return Ok(Vec::new());
+        }
+
+        // If reading fails, the rows stay leased until `visible_at` and are
+        // then received again.
+        let rows = sqlx::query(LEASED_TASKS)
+            .bind(visible_at)
+            .bind(token)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let attempts_made = to_u32("attempts made", row.try_get("attempts_made")?)?;
+                Ok(Leased {
+                    task: task_from_row(row, attempts_made)?,
+                    lease: token as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Returns how long until the earliest row becomes visible, at least
+    /// 1 ms, or `None` when the queue is empty.
+    async fn next_visible_in(&self) -> Result<Option<Duration>, sqlx::Error> {
+        let earliest: Option<i64> = sqlx::query_scalar("SELECT MIN(visible_at) FROM queue")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(earliest.map(|visible_at| {
+            let delay = visible_at.saturating_sub(now_millis()).max(1);
+            Duration::from_millis(delay.unsigned_abs())
+        }))
+    }
+}

@@ -1,0 +1,197 @@
+//! Deliveries: recording attempts and their outcome, listing, dead letters
+//! and revival.
+
+use super::records::{attempt_row, describe_failure, record_select, records_with_attempts};
+use super::SqliteStore;
+use crate::codec::{json_rows, now_millis, to_millis};
+use crate::tasks::{task_from_row, task_select};
+use hookline_core::queue::DeliveryTask;
+use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
+use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState};
+use std::collections::HashMap;
+
+/// Rows ordered by batch position, so attempt ids follow the batch order.
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts \
+     (delivery_id, number, started_at, duration_ms, result_kind, status, error_class, \
+      error_message, response_excerpt, response_truncated) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+            value ->> 6, value ->> 7, value ->> 8, value ->> 9 \
+     FROM json_each(?1) ORDER BY key";
+
+/// Applies one update per delivery. A delivered delivery stays delivered:
+/// an attempt that raced with the successful one (after a lease expired)
+/// still counts, but cannot move the delivery back to pending or dead.
+const UPDATE_DELIVERIES: &str = "UPDATE deliveries SET \
+       attempts = deliveries.attempts + u.attempt_count, \
+       state = CASE WHEN deliveries.state = 'delivered' THEN 'delivered' ELSE u.state END, \
+       next_attempt_at = CASE WHEN deliveries.state = 'delivered' THEN NULL \
+                         ELSE u.next_attempt_at END, \
+       last_error = CASE WHEN deliveries.state = 'delivered' THEN NULL ELSE u.last_error END, \
+       updated_at = ?2 \
+     FROM (SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS next_attempt_at, \
+                  value ->> 3 AS last_error, value ->> 4 AS attempt_count \
+           FROM json_each(?1)) AS u \
+     WHERE deliveries.id = u.id";
+
+/// Column form of one delivery's update: id, state, next attempt time, last
+/// error and how many attempts of the batch it had.
+type UpdateRow<'a> = (&'a str, &'static str, Option<i64>, Option<String>, u32);
+
+impl SqliteStore {
+    pub(super) async fn apply_outcomes(
+        &self,
+        outcomes: &[AttemptOutcome],
+    ) -> Result<(), sqlx::Error> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let attempts: Vec<_> = outcomes
+            .iter()
+            .map(|outcome| attempt_row(&outcome.attempt))
+            .collect();
+        let attempts = json_rows(&attempts)?;
+        let updates = json_rows(&update_rows(outcomes))?;
+
+        let mut transaction = self.begin_write().await?;
+        sqlx::query(INSERT_ATTEMPTS)
+            .bind(&attempts)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(UPDATE_DELIVERIES)
+            .bind(&updates)
+            .bind(now_millis())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await
+    }
+
+    pub(super) async fn find_delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, sqlx::Error> {
+        let mut transaction = self.reader.begin().await?;
+        let rows = sqlx::query(record_select!("WHERE d.id = ?1"))
+            .bind(id.as_str())
+            .fetch_all(&mut *transaction)
+            .await?;
+        let records = records_with_attempts(&mut transaction, &rows).await?;
+        Ok(records.into_iter().next())
+    }
+
+    pub(super) async fn list_deliveries(
+        &self,
+        application: &ApplicationId,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, sqlx::Error> {
+        let state = filter.state.map(DeliveryState::as_str);
+        let limit = i64::from(filter.limit);
+        // Two statements instead of `?4 IS NULL OR d.id < ?4`, which would keep
+        // SQLite from seeking the index to the page start.
+        let query = match &filter.before {
+            Some(before) => sqlx::query(record_select!(
+                "WHERE d.application_id = ?1 AND (?2 IS NULL OR d.state = ?2) AND d.id < ?4 \
+                 ORDER BY d.id DESC LIMIT ?3"
+            ))
+            .bind(application.as_str())
+            .bind(state)
+            .bind(limit)
+            .bind(before.as_str()),
+            None => sqlx::query(record_select!(
+                "WHERE d.application_id = ?1 AND (?2 IS NULL OR d.state = ?2) \
+                 ORDER BY d.id DESC LIMIT ?3"
+            ))
+            .bind(application.as_str())
+            .bind(state)
+            .bind(limit),
+        };
+
+        let mut transaction = self.reader.begin().await?;
+        let rows = query.fetch_all(&mut *transaction).await?;
+        records_with_attempts(&mut transaction, &rows).await
+    }
+
+    pub(super) async fn list_dead_letters(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<DeadLetter>, sqlx::Error> {
+        let mut transaction = self.reader.begin().await?;
+        let rows = sqlx::query(record_select!(
+            "WHERE d.state = 'dead' ORDER BY d.updated_at DESC, d.id DESC LIMIT ?1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *transaction)
+        .await?;
+        let records = records_with_attempts(&mut transaction, &rows).await?;
+        Ok(records
+            .into_iter()
+            .map(|delivery| DeadLetter {
+                reason: delivery.last_error.clone().unwrap_or_default(),
+                delivery,
+            })
+            .collect())
+    }
+
+    /// Moves a dead delivery back to pending, due now, and returns its task
+    /// with no attempts made, so that it gets the full retry schedule again.
+    /// The last error stays until the next attempt replaces it.
+    pub(super) async fn revive_delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryTask>, sqlx::Error> {
+        let now = now_millis();
+        let mut transaction = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, updated_at = ?2 \
+             WHERE id = ?1 AND state = 'dead'",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(task_select!("WHERE d.id = ?1"))
+            .bind(id.as_str())
+            .fetch_one(&mut *transaction)
+            .await?;
+        let task = task_from_row(&row, 0)?;
+        transaction.commit().await?;
+        tracing::info!(delivery_id = %id, "Revived dead delivery");
+        Ok(Some(task))
+    }
+}
+
+/// Folds the outcomes into one update per delivery. When a batch contains
+/// several attempts of one delivery, the last one decides its state, except
+/// that a successful attempt always wins.
+fn update_rows(outcomes: &[AttemptOutcome]) -> Vec<UpdateRow<'_>> {
+    let mut rows: Vec<UpdateRow<'_>> = Vec::with_capacity(outcomes.len());
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let id = outcome.attempt.delivery_id.as_str();
+        let (state, next_attempt_at, last_error) = match &outcome.update {
+            DeliveryUpdate::Delivered => ("delivered", None, None),
+            DeliveryUpdate::Retrying { next_attempt_at } => (
+                "pending",
+                Some(to_millis(*next_attempt_at)),
+                Some(describe_failure(&outcome.attempt.result)),
+            ),
+            DeliveryUpdate::Dead { reason } => ("dead", None, Some(reason.clone())),
+        };
+        match positions.get(id) {
+            Some(&position) => {
+                let row = &mut rows[position];
+                row.4 += 1;
+                if row.1 != "delivered" {
+                    (row.1, row.2, row.3) = (state, next_attempt_at, last_error);
+                }
+            }
+            None => {
+                positions.insert(id, rows.len());
+                rows.push((id, state, next_attempt_at, last_error, 1));
+            }
+        }
+    }
+    rows
+}
