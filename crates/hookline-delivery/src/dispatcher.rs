@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Semaphore, TryAcquireError};
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Settings of the dispatcher (`dispatcher.*` and `retry.*`).
@@ -29,7 +29,8 @@ pub struct DispatcherSettings {
     pub retry: RetryPolicy,
     /// How long in-flight attempts may take to finish after shutdown starts.
     pub shutdown_grace: Duration,
-    /// Delay before a task is offered again when its endpoint is at its cap.
+    /// How long a task waits for a slot of its busy endpoint before it is
+    /// put back in the queue for the same delay, without counting an attempt.
     pub busy_endpoint_delay: Duration,
 }
 
@@ -173,12 +174,13 @@ impl Dispatcher {
             return self.postpone(lease, Duration::from_secs(60));
         }
 
+        // Waiting briefly for a busy endpoint keeps its pipeline full; waiting
+        // longer would let one slow endpoint hold every global slot.
         let endpoint_slots = self.endpoint_slots(&endpoint);
-        let _permit = match endpoint_slots.try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) | Err(TryAcquireError::Closed) => {
-                return self.postpone(lease, self.settings.busy_endpoint_delay);
-            }
+        let wait = self.settings.busy_endpoint_delay;
+        let _permit = match tokio::time::timeout(wait, endpoint_slots.acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => return self.postpone(lease, wait),
         };
         let report = self.egress.attempt(task, &endpoint).await;
         self.conclude(lease, report)

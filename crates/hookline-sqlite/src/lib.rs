@@ -48,7 +48,12 @@ pub struct SqliteBackend {
     queue: Arc<SqliteQueue>,
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Held open to keep the exclusive lock of [`Self::open_exclusive`].
+    _lock: Option<std::fs::File>,
 }
+
+/// Name of the lock file that marks a data directory as in use.
+pub const LOCK_FILE: &str = "hookline.lock";
 
 impl SqliteBackend {
     /// Opens `hookline.db` under `data_dir`, creating the directory and the
@@ -70,7 +75,35 @@ impl SqliteBackend {
             queue: Arc::new(SqliteQueue::new(writer.clone(), reader.clone())),
             writer,
             reader,
+            _lock: None,
         })
+    }
+
+    /// Opens the database for the only process that may use it, as
+    /// `hookline serve` does. It takes an exclusive lock on `hookline.lock`,
+    /// so a second process on the same directory fails at once. Leases left
+    /// by a previous process that was killed are released, so their tasks
+    /// are sent again now instead of after the visibility timeout.
+    pub async fn open_exclusive(data_dir: &Path) -> Result<Self, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|error| {
+            let message = format!("failed to create data directory {}", data_dir.display());
+            StoreError::backend(message, error)
+        })?;
+        let lock = lock_data_dir(data_dir)?;
+        let mut backend = Self::open(data_dir).await?;
+        backend._lock = Some(lock);
+        let released = backend
+            .queue
+            .release_all_leases()
+            .await
+            .map_err(|error| StoreError::backend("failed to release leases", error))?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "Released leases of tasks in flight when the previous process stopped"
+            );
+        }
+        Ok(backend)
     }
 
     /// Returns the state store.
@@ -88,6 +121,32 @@ impl SqliteBackend {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| {
+            StoreError::backend(format!("failed to open {}", path.display()), error)
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::backend(
+            format!(
+                "another process is using {}; stop it or set another storage.data_dir",
+                data_dir.display()
+            ),
+            std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(StoreError::backend(
+            format!("failed to lock {}", path.display()),
+            error,
+        )),
     }
 }
 

@@ -159,3 +159,56 @@ async fn aborted_process_loses_no_committed_write() {
     assert!(payloads.contains(&"{\"i\":49}".to_owned()));
     assert!(payloads.contains(&"{\"i\":0}".to_owned()));
 }
+
+#[tokio::test]
+async fn exclusive_open_locks_and_releases_leases() {
+    let fixture = fixture().await;
+    let event = new_event(PRODUCT, "order-1", b"{}", &[&fixture.application.id]);
+    fixture
+        .backend
+        .store()
+        .insert_events(std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    fixture
+        .backend
+        .queue()
+        .enqueue(tasks_of(&event))
+        .await
+        .unwrap();
+    let leased = fixture
+        .backend
+        .queue()
+        .receive(10, Duration::from_secs(3600), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1, "the task is leased for an hour");
+    let dir = fixture.dir;
+    fixture.backend.close().await;
+    drop(fixture.backend);
+
+    let first = SqliteBackend::open_exclusive(dir.path()).await.unwrap();
+    let again = first
+        .queue()
+        .receive(10, Duration::from_secs(30), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        1,
+        "a lease of a stopped process is released at once"
+    );
+
+    let second = SqliteBackend::open_exclusive(dir.path()).await;
+    let error = second
+        .err()
+        .expect("a second exclusive open fails")
+        .to_string();
+    assert!(error.contains("another process"), "{error}");
+    first.close().await;
+    drop(first);
+    assert!(
+        SqliteBackend::open_exclusive(dir.path()).await.is_ok(),
+        "the lock goes with the backend"
+    );
+}

@@ -51,7 +51,7 @@ impl Running {
 
 /// Opens the backend, starts every component and returns once the API listens.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let backend = SqliteBackend::open(&config.storage.data_dir)
+    let backend = SqliteBackend::open_exclusive(&config.storage.data_dir)
         .await
         .with_context(|| {
             format!(

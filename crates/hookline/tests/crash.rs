@@ -15,6 +15,7 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
         .serve(&[
             ("HOOKLINE_RETRY__INTERVAL", "50ms"),
             ("HOOKLINE_RETRY__BACKOFF_UNIT", "1ms"),
+            ("HOOKLINE_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2"),
         ])
         .await;
     server
@@ -23,10 +24,11 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
     server
         .create_application(&world.receiver, "order-created", "sink")
         .await;
-    // Slow responses keep a backlog in the queue when the process dies.
+    // Slow responses (2 at a time, 100 ms each) keep a backlog in the queue
+    // and attempts in flight when the process dies.
     world
         .receiver
-        .script("sink", Behaviour::Delay(Duration::from_millis(30)));
+        .script("sink", Behaviour::Delay(Duration::from_millis(100)));
 
     let server = Arc::new(server);
     let accepted = Arc::new(Mutex::new(HashSet::new()));
@@ -55,6 +57,7 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     server.kill_now();
+    let first_log = server.log_text();
     for producer in producers {
         let _ = producer.await;
     }
@@ -67,7 +70,7 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
     );
     assert!(
         (delivered_before as usize) < accepted.len(),
-        "the kill came after every delivery; the test proves nothing"
+        "the kill came after every delivery ({delivered_before} of {}); the test proves nothing; log:\n{first_log}", accepted.len()
     );
 
     world.receiver.script("sink", Behaviour::Succeed);

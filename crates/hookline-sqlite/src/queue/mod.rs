@@ -52,6 +52,20 @@ impl SqliteQueue {
             wake: Notify::new(),
         }
     }
+
+    /// Makes every leased task visible again at its due time. Only safe when
+    /// no other process can hold a lease, which
+    /// [`crate::SqliteBackend::open_exclusive`] guarantees. Returns how many
+    /// leases were released.
+    pub(crate) async fn release_all_leases(&self) -> Result<u64, QueueError> {
+        let released = sqlx::query(
+            "UPDATE queue SET lease_token = NULL, visible_at = due_at WHERE lease_token IS NOT NULL",
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(|error| QueueError::new("failed to release leases", error))?;
+        Ok(released.rows_affected())
+    }
 }
 
 #[async_trait]
