@@ -1,0 +1,60 @@
+//! Redis-backed state that Hookline replicas share: the record of
+//! idempotency keys ([`RedisDeduplicator`]) and "applications changed"
+//! notifications ([`InvalidationBus`], [`SharedDirectory`]).
+//!
+//! One [`RedisClient`] serves all of them. Each command waits at most
+//! [`RedisSettings::command_timeout`], so a dead Redis makes a call fail
+//! quickly instead of blocking event intake.
+//!
+//! ```no_run
+//! # async fn start(store_directory: std::sync::Arc<dyn hookline_core::directory::Directory>)
+//! # -> Result<(), hookline_redis::RedisError> {
+//! use hookline_redis::{InvalidationBus, RedisClient, RedisDeduplicator, RedisSettings, SharedDirectory};
+//! use std::time::Duration;
+//!
+//! let client = RedisClient::connect(RedisSettings {
+//!     url: "redis://127.0.0.1:6379".into(),
+//!     key_prefix: "hookline:".into(),
+//!     command_timeout: Duration::from_millis(500),
+//! })
+//! .await?;
+//! let deduplicator = RedisDeduplicator::new(client.clone());
+//! let directory = SharedDirectory::new(store_directory, InvalidationBus::new(client));
+//! let subscription = directory.subscribe(tokio_util::sync::CancellationToken::new());
+//! # Ok(()) }
+//! ```
+//!
+//! # Commands and Infinispan compatibility
+//!
+//! The crate sends only `PING`, `MGET`, `SET key value NX PX ms` (several in
+//! one pipeline, without `MULTI`), `PUBLISH` and `SUBSCRIBE`. It uses no
+//! transactions and no scripts. What Infinispan's RESP endpoint serves:
+//!
+//! - `GET`, `SET`, `MGET`, `PING`, `PUBLISH` and `SUBSCRIBE` are in the
+//!   "Redis commands" table of Infinispan's RESP endpoint guide. The source
+//!   read is `documentation/src/main/asciidoc/topics/ref_redis_commands.adoc`
+//!   in the infinispan/infinispan repository, which the 15.0 guide renders
+//!   (<https://infinispan.org/docs/15.0.x/titles/resp/resp-endpoint.html>).
+//! - That table does not list `SET` options. Infinispan's `SetOperation`
+//!   source parses `NX`, `XX`, `EX`, `PX`, `EXAT`, `PXAT`, `GET` and
+//!   `KEEPTTL`, and runs `NX` as a put-if-absent with the given lifespan.
+//! - `EVAL` is not in that table, nor in the 15.1.x API docs. The stable
+//!   API docs (Infinispan 16.1.0) contain the package
+//!   `org.infinispan.server.resp.commands.scripting.eval`.
+//! - The 15.0 guide states that multi-key commands are not atomic there
+//!   (relaxed isolation), so an `MGET` may see part of a concurrent write.
+//!   The state store stays the authority on duplicates, so that is harmless.
+//! - The 14.0 guide calls the RESP endpoint experimental.
+//!
+//! NOTE: these findings come from Infinispan's documentation and source. The
+//! tests run against Redis only, never against Infinispan.
+
+mod bus;
+mod client;
+mod dedup;
+mod directory;
+
+pub use bus::InvalidationBus;
+pub use client::{RedisClient, RedisError, RedisSettings};
+pub use dedup::RedisDeduplicator;
+pub use directory::SharedDirectory;
