@@ -9,7 +9,7 @@ mod auth;
 mod deliveries;
 pub mod error;
 mod events;
-mod health;
+pub mod health;
 mod openapi;
 mod products;
 
@@ -22,6 +22,7 @@ use hookline_core::webhook_url::AddressPolicy;
 use hookline_creator::{Creator, IngestBatcher};
 use std::sync::Arc;
 
+pub use health::{ops_router, MetricsRenderer, OpsState, ReadinessProbe};
 pub use openapi::ApiDoc;
 
 /// State shared by the handlers.
@@ -37,9 +38,11 @@ pub struct ApiState {
     pub admin_token: Arc<str>,
     /// Largest accepted event payload in bytes.
     pub max_payload_size: usize,
+    pub ops: OpsState,
 }
 
-/// Builds the router with all routes and middleware.
+/// Builds the router with the admin API, the ingest API and the
+/// operational endpoints.
 pub fn router(state: ApiState) -> Router {
     let body_limit = axum::extract::DefaultBodyLimit::max(state.max_payload_size + 1);
     let api = Router::new()
@@ -65,10 +68,9 @@ pub fn router(state: ApiState) -> Router {
 
     Router::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::document))
         .fallback(error::not_found)
+        .with_state(state.clone())
+        .merge(ops_router(state.ops))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }

@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::applications::create, crate::applications::list, crate::applications::show,
         crate::events::ingest,
         crate::deliveries::list, crate::deliveries::show, crate::deliveries::dead_letters, crate::deliveries::replay,
-        crate::health::healthz, crate::health::readyz,
+        crate::health::healthz, crate::health::readyz, crate::health::metrics,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -7,6 +7,7 @@
 //! schedule in [`retry`] and the webhook URL rules in [`webhook_url`].
 
 pub mod content;
+pub mod dedup;
 pub mod directory;
 pub mod ids;
 pub mod model;

@@ -1,5 +1,6 @@
 use bytes::Bytes;
 use hookline_core::content::PayloadError;
+use hookline_core::dedup::{DedupError, Deduplicator, KeyRef, StoreOnly};
 use hookline_core::directory::{Directory, DirectoryError};
 use hookline_core::queue::{DeliveryQueue, QueueError};
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord, Store, StoreError};
@@ -63,6 +64,20 @@ pub enum CreatorError {
     Queue(#[from] QueueError),
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// The shared idempotency key store is unreachable and the creator is
+    /// configured to wait for it rather than rely on the state store alone.
+    #[error(transparent)]
+    Dedup(#[from] DedupError),
+}
+
+/// What the creator does while the shared idempotency key store is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupFailure {
+    /// Accept nothing until it is back; sources retry (the default).
+    #[default]
+    FailClosed,
+    /// Carry on with the state store's exact check alone.
+    StoreOnly,
 }
 
 /// Limits applied to incoming events.
@@ -72,6 +87,9 @@ pub struct CreatorSettings {
     pub max_payload_size: usize,
     /// How long a product definition is cached.
     pub product_cache_ttl: Duration,
+    /// How long the shared record keeps an idempotency key.
+    pub dedup_retention: Duration,
+    pub dedup_failure: DedupFailure,
 }
 
 impl Default for CreatorSettings {
@@ -79,6 +97,8 @@ impl Default for CreatorSettings {
         Self {
             max_payload_size: 1024 * 1024,
             product_cache_ttl: Duration::from_secs(5),
+            dedup_retention: Duration::from_secs(7 * 24 * 3600),
+            dedup_failure: DedupFailure::FailClosed,
         }
     }
 }
@@ -90,6 +110,7 @@ pub struct Creator {
     store: Arc<dyn Store>,
     queue: Arc<dyn DeliveryQueue>,
     directory: Arc<dyn Directory>,
+    dedup: Arc<dyn Deduplicator>,
     settings: CreatorSettings,
     /// Products by name with the time they were read; never held across an await.
     products: RwLock<HashMap<String, (Product, std::time::Instant)>>,
@@ -106,9 +127,16 @@ impl Creator {
             store,
             queue,
             directory,
+            dedup: Arc::new(StoreOnly),
             settings,
             products: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Puts a shared idempotency key store in front of the state store.
+    pub fn with_deduplicator(mut self, dedup: Arc<dyn Deduplicator>) -> Self {
+        self.dedup = dedup;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -135,15 +163,81 @@ impl Creator {
             }
         }
 
+        let (new_events, positions) = self.drop_known(new_events, positions, &mut results).await?;
         let outcomes = self.store.insert_events(&new_events).await?;
         let accepted = self.enqueue_new(&new_events, &outcomes).await?;
+        self.remember(&new_events, &accepted).await;
         for (position, accepted) in positions.into_iter().zip(accepted) {
             results[position] = Some(Ok(accepted));
         }
+        count_results(&results);
         Ok(results
             .into_iter()
             .map(|r| r.expect("every index is filled"))
             .collect())
+    }
+
+    /// Answers events whose key the shared record knows as duplicates and
+    /// returns the others with their positions.
+    async fn drop_known(
+        &self,
+        new_events: Vec<NewEvent>,
+        positions: Vec<usize>,
+        results: &mut [Option<Result<Accepted, Rejected>>],
+    ) -> Result<(Vec<NewEvent>, Vec<usize>), CreatorError> {
+        if new_events.is_empty() {
+            return Ok((new_events, positions));
+        }
+        let keys: Vec<KeyRef> = new_events.iter().map(key_of).collect();
+        let seen = match self.dedup.seen(&keys).await {
+            Ok(seen) => seen,
+            Err(error) if self.settings.dedup_failure == DedupFailure::StoreOnly => {
+                metrics::counter!("hookline_dedup_unavailable_total").increment(1);
+                tracing::warn!(%error, "Idempotency key store unavailable; relying on the state store");
+                vec![None; keys.len()]
+            }
+            Err(error) => {
+                metrics::counter!("hookline_dedup_unavailable_total").increment(1);
+                tracing::warn!(%error, "Idempotency key store unavailable; not accepting events until it is back");
+                return Err(error.into());
+            }
+        };
+        let mut kept = Vec::with_capacity(new_events.len());
+        let mut kept_positions = Vec::with_capacity(positions.len());
+        for ((new_event, position), existing) in new_events.into_iter().zip(positions).zip(seen) {
+            match existing {
+                Some(event_id) => results[position] = Some(Ok(Accepted::Duplicate { event_id })),
+                None => {
+                    kept.push(new_event);
+                    kept_positions.push(position);
+                }
+            }
+        }
+        Ok((kept, kept_positions))
+    }
+
+    /// Records the keys of fully enqueued events in the shared record. A
+    /// failure only costs a state store lookup for a later duplicate.
+    async fn remember(&self, new_events: &[NewEvent], accepted: &[Accepted]) {
+        let entries: Vec<(KeyRef, EventId)> = new_events
+            .iter()
+            .zip(accepted)
+            .map(|(new_event, accepted)| match accepted {
+                Accepted::Created { event_id, .. } | Accepted::Duplicate { event_id } => {
+                    (key_of(new_event), event_id.clone())
+                }
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        if let Err(error) = self
+            .dedup
+            .remember(&entries, self.settings.dedup_retention)
+            .await
+        {
+            tracing::warn!(%error, keys = entries.len(), "Remembering idempotency keys failed");
+        }
     }
 
     /// Enqueues the tasks of inserted events, and those of earlier duplicates
@@ -301,6 +395,24 @@ impl Creator {
             self.queue.enqueue(tasks).await?;
             self.store.mark_enqueued(&events).await?;
         }
+    }
+}
+
+fn count_results(results: &[Option<Result<Accepted, Rejected>>]) {
+    for result in results.iter().flatten() {
+        let outcome = match result {
+            Ok(Accepted::Created { .. }) => "created",
+            Ok(Accepted::Duplicate { .. }) => "duplicate",
+            Err(_) => "rejected",
+        };
+        metrics::counter!("hookline_events_total", "outcome" => outcome).increment(1);
+    }
+}
+
+fn key_of(new_event: &NewEvent) -> KeyRef {
+    KeyRef {
+        product: new_event.event.product.clone(),
+        key: new_event.event.idempotency_key.clone(),
     }
 }
 

@@ -12,4 +12,6 @@ mod batcher;
 mod creator;
 
 pub use batcher::{IngestBatcher, IngestError};
-pub use creator::{Accepted, Creator, CreatorError, CreatorSettings, IncomingEvent, Rejected};
+pub use creator::{
+    Accepted, Creator, CreatorError, CreatorSettings, DedupFailure, IncomingEvent, Rejected,
+};

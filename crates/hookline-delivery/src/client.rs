@@ -15,7 +15,7 @@ pub struct ClientSettings {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub policy: AddressPolicy,
-    /// Extra CA certificate (PEM) to trust besides the public roots.
+    /// Extra CA certificates (a PEM file, one or more) to trust besides the public roots.
     pub ca_file: Option<PathBuf>,
     /// Idle connections kept per endpoint for reuse.
     pub max_idle_per_host: usize,

@@ -189,6 +189,8 @@ impl Dispatcher {
     /// Turns an attempt report into the attempt record and the next step.
     fn conclude(&self, lease: Leased, report: AttemptReport) -> Finished {
         let task = &lease.task;
+        metrics::histogram!("hookline_attempt_duration_seconds")
+            .record(report.duration.as_secs_f64());
         let number = task.attempts_made + 1;
         let attempt = Attempt {
             delivery_id: task.delivery_id.clone(),
@@ -202,6 +204,7 @@ impl Dispatcher {
 
         if report.result.is_success() {
             tracing::trace!(delivery_id = %task.delivery_id, attempt = number, "Delivered");
+            metrics::counter!("hookline_deliveries_total", "outcome" => "delivered").increment(1);
             let outcome = AttemptOutcome {
                 attempt,
                 update: DeliveryUpdate::Delivered,
@@ -220,6 +223,7 @@ impl Dispatcher {
         {
             RetryDecision::RetryAfter(wait) => {
                 let due_at = OffsetDateTime::now_utc() + wait;
+                metrics::counter!("hookline_deliveries_total", "outcome" => "retry").increment(1);
                 tracing::debug!(delivery_id = %task.delivery_id, attempt = number, %error, ?wait, "Attempt failed; retry scheduled");
                 let update = DeliveryUpdate::Retrying {
                     next_attempt_at: due_at,
@@ -236,6 +240,7 @@ impl Dispatcher {
                 }
             }
             RetryDecision::GiveUp => {
+                metrics::counter!("hookline_deliveries_total", "outcome" => "dead").increment(1);
                 tracing::warn!(delivery_id = %task.delivery_id, attempts = number, %error, "Delivery dead-lettered");
                 let update = DeliveryUpdate::Dead {
                     reason: error.clone(),

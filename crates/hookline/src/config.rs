@@ -14,7 +14,8 @@ use std::time::Duration;
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Keys whose value may come from a file named by `HOOKLINE_<KEY>_FILE`.
-const SECRET_KEYS: [&str; 1] = ["api.admin_token"];
+/// The URLs are listed because they carry passwords.
+const SECRET_KEYS: [&str; 4] = ["api.admin_token", "storage.url", "queue.url", "redis.url"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,8 +24,11 @@ pub struct Config {
     pub storage: StorageConfig,
     pub kafka: KafkaConfig,
     pub retry: RetryPolicy,
+    pub queue: QueueConfig,
+    pub redis: RedisConfig,
     pub delivery: DeliveryConfig,
     pub dedup: DedupConfig,
+    pub shutdown: ShutdownConfig,
     pub ingest: IngestConfig,
     pub log: LogConfig,
 }
@@ -40,6 +44,35 @@ pub struct ApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    pub url: Option<String>,
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    pub migrate_on_start: bool,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub url: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    pub url: Option<String>,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +81,8 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub group_id: String,
     pub idempotency_header: String,
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +104,14 @@ pub struct DeliveryConfig {
 pub struct DedupConfig {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    pub on_redis_failure: OnRedisFailure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRedisFailure {
+    FailClosed,
+    StoreOnly,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +198,28 @@ impl Config {
         if self.kafka.idempotency_header.is_empty() {
             return invalid("kafka.idempotency_header", "must not be empty");
         }
+        if self.storage.url.is_some() != self.queue.url.is_some() {
+            return invalid(
+                "queue.url",
+                "and storage.url must be set together: the distributed mode needs PostgreSQL and RabbitMQ, the embedded mode neither",
+            );
+        }
+        if let Some(url) = &self.storage.url {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return invalid(
+                    "storage.url",
+                    "must start with postgres:// or postgresql://",
+                );
+            }
+        }
+        if let Some(url) = &self.queue.url {
+            if !url.starts_with("amqp://") && !url.starts_with("amqps://") {
+                return invalid("queue.url", "must start with amqp:// or amqps://");
+            }
+        }
+        if self.queue.name.is_empty() {
+            return invalid("queue.name", "must not be empty");
+        }
         if let Some(path) = &self.delivery.ca_file {
             if !path.is_file() {
                 return invalid(
@@ -177,8 +242,23 @@ impl Config {
         if !copy.api.admin_token.is_empty() {
             copy.api.admin_token = "<redacted>".into();
         }
+        copy.storage.url = copy.storage.url.as_deref().map(redact_url);
+        copy.queue.url = copy.queue.url.as_deref().map(redact_url);
+        copy.redis.url = copy.redis.url.as_deref().map(redact_url);
         toml::to_string_pretty(&copy)
             .unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
+    }
+}
+
+/// Replaces the password of a URL such as `amqp://user:secret@host/`.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) => "<invalid URL, redacted>".to_owned(),
     }
 }
 

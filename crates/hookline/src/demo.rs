@@ -42,7 +42,7 @@ pub async fn run(mut config: Config, keep_running: bool) -> anyhow::Result<()> {
         config.retry.interval, config.retry.backoff_unit, config.retry.max_retries
     );
 
-    let running = server::start(config).await?;
+    let running = server::start(config, server::Role::All).await?;
     let demo = Demo {
         http: reqwest::Client::new(),
         api: format!("http://{}", running.api_address),

@@ -1,7 +1,10 @@
-//! The `hookline` binary's library: configuration, the all-in-one server,
-//! the demo and logging setup. `main.rs` only parses the command line.
+//! The `hookline` binary's library: configuration, backends, the process
+//! roles, the demo and logging setup. `main.rs` only parses the command line.
 
+pub mod backends;
 pub mod config;
 pub mod demo;
+pub mod distributed;
+pub mod metrics;
 pub mod server;
 pub mod telemetry;

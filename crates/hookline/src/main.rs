@@ -23,8 +23,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run ingest, creator, dispatcher and the API in one process on the embedded SQLite store.
+    /// Run ingest, creator, dispatcher and the API in one process.
     Serve,
+    /// Run the creator: consume Kafka, deduplicate, fan out, enqueue (distributed mode).
+    Creator,
+    /// Run the dispatcher: deliver queued webhooks (distributed mode).
+    Dispatcher,
+    /// Run the admin and ingest API (distributed mode).
+    Api,
+    /// Apply database migrations and exit.
+    Migrate,
     /// Start a server and a local HTTPS receiver, send sample events, and show deliveries, a retry and dead letters.
     Demo {
         /// Keep the server running after the demo until Ctrl-C.
@@ -76,7 +84,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => serve(config).await,
+            Command::Serve => run_role(config, server::Role::All).await,
+            Command::Creator => run_role(config, server::Role::Creator).await,
+            Command::Dispatcher => run_role(config, server::Role::Dispatcher).await,
+            Command::Api => run_role(config, server::Role::Api).await,
+            Command::Migrate => hookline::distributed::migrate(&config).await,
             Command::Demo { keep_running } => demo::run(config, keep_running).await,
             Command::Config(_) => Ok(()),
         }
@@ -91,8 +103,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let running = server::start(config).await?;
+async fn run_role(config: Config, role: server::Role) -> anyhow::Result<()> {
+    let running = server::start(config, role).await?;
     wait_for_signal().await;
     tracing::info!("Shutdown requested; finishing in-flight deliveries");
     running.stop().await;

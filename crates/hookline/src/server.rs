@@ -1,17 +1,15 @@
-//! `hookline serve`: ingest, creator, dispatcher and API in one process on
-//! the embedded SQLite backend.
+//! Starts the components of one Hookline process. `hookline serve` runs all
+//! of them; `creator`, `dispatcher` and `api` run one part each against the
+//! distributed backends.
 
-use crate::config::Config;
-use anyhow::Context;
-use hookline_api::ApiState;
-use hookline_core::directory::{Directory, StoreDirectory};
-use hookline_core::queue::DeliveryQueue;
-use hookline_core::store::Store;
+use crate::backends::{self, Backends};
+use crate::config::{Config, OnRedisFailure};
+use anyhow::{bail, Context};
+use hookline_api::{ApiState, OpsState};
 use hookline_core::webhook_url::AddressPolicy;
-use hookline_creator::{Creator, CreatorSettings, IngestBatcher};
+use hookline_creator::{Creator, CreatorSettings, DedupFailure, IngestBatcher};
 use hookline_delivery::{build_client, ClientSettings, Dispatcher, DispatcherSettings, HttpEgress};
 use hookline_kafka::{KafkaSettings, KafkaSource};
-use hookline_sqlite::SqliteBackend;
 use rand::RngCore;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -21,136 +19,230 @@ use time::OffsetDateTime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How long cached applications and products are used before a re-read.
-const DIRECTORY_TTL: Duration = Duration::from_secs(5);
 /// Events stored longer ago than this without confirmed enqueueing are
 /// enqueued again by the recovery sweep.
 const RECOVERY_AGE: Duration = Duration::from_secs(30);
 
-/// A started server.
+/// The part a process plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process (`hookline serve`).
+    All,
+    /// Kafka consumption, recovery and housekeeping (`hookline creator`).
+    Creator,
+    /// Delivery (`hookline dispatcher`).
+    Dispatcher,
+    /// Admin and ingest API (`hookline api`).
+    Api,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Self::All => "serve",
+            Self::Creator => "creator",
+            Self::Dispatcher => "dispatcher",
+            Self::Api => "api",
+        }
+    }
+
+    fn consumes_kafka(self) -> bool {
+        matches!(self, Self::All | Self::Creator)
+    }
+
+    fn dispatches(self) -> bool {
+        matches!(self, Self::All | Self::Dispatcher)
+    }
+
+    fn serves_api(self) -> bool {
+        matches!(self, Self::All | Self::Api)
+    }
+
+    fn keeps_house(self) -> bool {
+        matches!(self, Self::All | Self::Creator)
+    }
+}
+
+/// A started process.
 pub struct Running {
-    /// Address the API listens on (useful when the port was 0).
+    /// Address of the HTTP listener (useful when the port was 0).
     pub api_address: SocketAddr,
     pub admin_token: String,
+    grace: Duration,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
 
 impl Running {
-    /// Stops taking work, lets in-flight deliveries finish, and waits.
+    /// Stops taking work and waits for in-flight work within the grace
+    /// period; whatever is still running then is aborted, and its queue
+    /// leases or unacknowledged messages are delivered again later.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
-        while let Some(result) = self.tasks.join_next().await {
-            if let Err(error) = result {
-                tracing::error!(%error, "A component ended abnormally");
+        let deadline = self.grace + Duration::from_secs(5);
+        let joined = tokio::time::timeout(deadline, async {
+            while let Some(result) = self.tasks.join_next().await {
+                if let Err(error) = result {
+                    tracing::error!(%error, "A component ended abnormally");
+                }
             }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::warn!(
+                ?deadline,
+                "Components still running after the grace period; aborting them"
+            );
+            self.tasks.abort_all();
         }
         tracing::info!("Hookline stopped");
     }
 }
 
-/// Opens the backend, starts every component and returns once the API listens.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let backend = SqliteBackend::open_exclusive(&config.storage.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the state store in storage.data_dir {}",
-                config.storage.data_dir.display()
-            )
-        })?;
-    let store: Arc<dyn Store> = backend.store();
-    let queue: Arc<dyn DeliveryQueue> = backend.queue();
-    let directory: Arc<dyn Directory> = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
-    let admin_token = admin_token(&config)?;
-
-    let creator_settings = CreatorSettings {
-        max_payload_size: config.ingest.max_payload_size,
-        ..CreatorSettings::default()
-    };
-    let creator = Arc::new(Creator::new(
-        store.clone(),
-        queue.clone(),
-        directory.clone(),
-        creator_settings,
-    ));
-    let recovered = creator
-        .recover(OffsetDateTime::now_utc())
-        .await
-        .context("cannot enqueue stored events at startup")?;
-    if recovered > 0 {
-        tracing::info!(
-            tasks = recovered,
-            "Enqueued tasks of events whose enqueueing a stop interrupted"
+/// Opens the backends, starts the components of `role`, and returns once
+/// the HTTP listener is bound.
+pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
+    if role != Role::All && !backends::is_distributed(&config) {
+        bail!(
+            "hookline {} runs against the distributed backends; set storage.url and queue.url, or run `hookline serve` for the embedded mode",
+            role.name()
         );
     }
-
+    let started = std::time::Instant::now();
+    let backends = backends::open(&config).await?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let policy = address_policy(&config);
-    let dispatcher = build_dispatcher(
-        &config,
-        &policy,
-        store.clone(),
-        queue.clone(),
-        directory.clone(),
-    )?;
-    tasks.spawn(dispatcher.run(shutdown.clone()));
-    tasks.spawn(maintenance(
-        creator.clone(),
-        config.dedup.retention,
-        shutdown.clone(),
-    ));
-    if !config.kafka.brokers.trim().is_empty() {
-        let source = KafkaSource::new(kafka_settings(&config), creator.clone())
-            .context("invalid kafka configuration")?;
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = source.run(token).await {
-                tracing::error!(%error, "Kafka source stopped with an error");
-            }
-        });
-    }
-
-    let state = ApiState {
+    let admin_token = admin_token(&config)?;
+    let creator = Arc::new(build_creator(&config, &backends));
+    let Backends {
         store,
         queue,
         directory,
-        ingest: IngestBatcher::spawn(creator.clone()),
-        creator,
-        address_policy: policy,
-        admin_token: admin_token.clone().into(),
-        max_payload_size: config.ingest.max_payload_size,
-    };
-    let listener = tokio::net::TcpListener::bind(config.api.listen)
-        .await
-        .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
-    let api_address = listener.local_addr()?;
-    let token = shutdown.clone();
-    tasks.spawn(async move {
-        let app = hookline_api::router(state);
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "API server failed");
+        probes,
+        history,
+        background,
+        ..
+    } = backends;
+    for spawn in background {
+        spawn(&mut tasks, shutdown.clone());
+    }
+
+    if role.keeps_house() {
+        let recovered = creator
+            .recover(OffsetDateTime::now_utc())
+            .await
+            .context("cannot enqueue stored events at startup")?;
+        if recovered > 0 {
+            tracing::info!(
+                tasks = recovered,
+                "Enqueued tasks of events whose enqueueing a stop interrupted"
+            );
         }
-    });
-    tracing::info!(%api_address, data_dir = %config.storage.data_dir.display(), "Hookline started");
+        let housekeeping = Housekeeping {
+            creator: creator.clone(),
+            history,
+            config: config.clone(),
+        };
+        tasks.spawn(housekeeping.run(shutdown.clone()));
+    }
+    if role.dispatches() {
+        let policy = address_policy(&config);
+        let dispatcher = build_dispatcher(
+            &config,
+            &policy,
+            store.clone(),
+            queue.clone(),
+            directory.clone(),
+        )?;
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+    }
+    if role.consumes_kafka() && !config.kafka.brokers.trim().is_empty() {
+        spawn_kafka(&config, creator.clone(), &mut tasks, shutdown.clone())?;
+    }
+    tasks.spawn(crate::metrics::sample_queue(
+        queue.clone(),
+        shutdown.clone(),
+    ));
+
+    let ops = OpsState {
+        store: store.clone(),
+        queue: queue.clone(),
+        probes,
+        metrics: crate::metrics::renderer(),
+    };
+    let router = if role.serves_api() {
+        hookline_api::router(ApiState {
+            store,
+            queue,
+            directory,
+            ingest: IngestBatcher::spawn(creator.clone()),
+            creator,
+            address_policy: address_policy(&config),
+            admin_token: admin_token.clone().into(),
+            max_payload_size: config.ingest.max_payload_size,
+            ops,
+        })
+    } else {
+        hookline_api::ops_router(ops)
+    };
+    let api_address = serve_http(&config, router, &mut tasks, shutdown.clone()).await?;
+    let ready_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(role = role.name(), %api_address, ready_ms, "Hookline started");
     Ok(Running {
         api_address,
         admin_token,
+        grace: config.shutdown.grace,
         shutdown,
         tasks,
     })
 }
 
+async fn serve_http(
+    config: &Config,
+    router: axum::Router,
+    tasks: &mut JoinSet<()>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on api.listen {}", config.api.listen))?;
+    let address = listener.local_addr()?;
+    tasks.spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "HTTP server failed");
+        }
+    });
+    Ok(address)
+}
+
+fn build_creator(config: &Config, backends: &Backends) -> Creator {
+    let settings = CreatorSettings {
+        max_payload_size: config.ingest.max_payload_size,
+        dedup_retention: config.dedup.retention,
+        dedup_failure: match config.dedup.on_redis_failure {
+            OnRedisFailure::FailClosed => DedupFailure::FailClosed,
+            OnRedisFailure::StoreOnly => DedupFailure::StoreOnly,
+        },
+        ..CreatorSettings::default()
+    };
+    Creator::new(
+        backends.store.clone(),
+        backends.queue.clone(),
+        backends.directory.clone(),
+        settings,
+    )
+    .with_deduplicator(backends.dedup.clone())
+}
+
 fn build_dispatcher(
     config: &Config,
     policy: &AddressPolicy,
-    store: Arc<dyn Store>,
-    queue: Arc<dyn DeliveryQueue>,
-    directory: Arc<dyn Directory>,
+    store: Arc<dyn hookline_core::store::Store>,
+    queue: Arc<dyn hookline_core::queue::DeliveryQueue>,
+    directory: Arc<dyn hookline_core::directory::Directory>,
 ) -> anyhow::Result<Arc<Dispatcher>> {
     let client_settings = ClientSettings {
         timeout: config.delivery.timeout,
@@ -166,9 +258,42 @@ fn build_dispatcher(
         per_endpoint_concurrency: config.delivery.per_endpoint_concurrency,
         visibility_timeout: config.visibility_timeout(),
         retry: config.retry,
+        shutdown_grace: config.shutdown.grace,
         ..DispatcherSettings::default()
     };
     Ok(Dispatcher::new(store, queue, directory, egress, settings))
+}
+
+fn spawn_kafka(
+    config: &Config,
+    creator: Arc<Creator>,
+    tasks: &mut JoinSet<()>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = KafkaSettings {
+        brokers: config.kafka.brokers.clone(),
+        group_id: config.kafka.group_id.clone(),
+        idempotency_header: config.kafka.idempotency_header.clone(),
+        client: [
+            (
+                "partition.assignment.strategy".to_owned(),
+                "cooperative-sticky".to_owned(),
+            ),
+            (
+                "session.timeout.ms".to_owned(),
+                config.kafka.session_timeout.as_millis().to_string(),
+            ),
+        ]
+        .into(),
+        ..KafkaSettings::default()
+    };
+    let source = KafkaSource::new(settings, creator).context("invalid kafka configuration")?;
+    tasks.spawn(async move {
+        if let Err(error) = source.run(shutdown).await {
+            tracing::error!(%error, "Kafka source stopped with an error");
+        }
+    });
+    Ok(())
 }
 
 fn address_policy(config: &Config) -> AddressPolicy {
@@ -176,15 +301,6 @@ fn address_policy(config: &Config) -> AddressPolicy {
         allow_http: config.delivery.allow_http,
         allow_private: config.delivery.allow_private_addresses,
         allowed_networks: Vec::new(),
-    }
-}
-
-fn kafka_settings(config: &Config) -> KafkaSettings {
-    KafkaSettings {
-        brokers: config.kafka.brokers.clone(),
-        group_id: config.kafka.group_id.clone(),
-        idempotency_header: config.kafka.idempotency_header.clone(),
-        ..KafkaSettings::default()
     }
 }
 
@@ -197,6 +313,12 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     if let Ok(existing) = std::fs::read_to_string(&path) {
         return Ok(existing.trim().to_owned());
     }
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create storage.data_dir {}",
+            config.storage.data_dir.display()
+        )
+    })?;
     let mut bytes = [0u8; 24];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -221,32 +343,57 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
-/// Periodic housekeeping: expire idempotency keys and enqueue events whose
-/// enqueueing was interrupted.
-async fn maintenance(creator: Arc<Creator>, retention: Duration, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(Duration::from_secs(30));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
+/// Periodic housekeeping: expire idempotency keys, enqueue events whose
+/// enqueueing was interrupted, and delete old delivery history.
+struct Housekeeping {
+    creator: Arc<Creator>,
+    history: Option<Arc<dyn backends::HistoryPurge>>,
+    config: Config,
+}
+
+impl Housekeeping {
+    async fn run(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            self.tick().await;
         }
+    }
+
+    async fn tick(&self) {
         let now = OffsetDateTime::now_utc();
-        match creator
+        match self
+            .creator
             .store()
-            .expire_idempotency_keys(now - retention)
+            .expire_idempotency_keys(now - self.config.dedup.retention)
             .await
         {
             Ok(0) => {}
             Ok(expired) => tracing::debug!(expired, "Expired idempotency keys"),
             Err(error) => tracing::warn!(%error, "Expiring idempotency keys failed"),
         }
-        match creator.recover(now - RECOVERY_AGE).await {
+        match self.creator.recover(now - RECOVERY_AGE).await {
             Ok(0) => {}
             Ok(tasks) => tracing::info!(
                 tasks,
                 "Enqueued tasks of events whose enqueueing was interrupted"
             ),
             Err(error) => tracing::warn!(%error, "Recovery sweep failed"),
+        }
+        if let Some(history) = &self.history {
+            match history.purge(now - self.config.storage.retention).await {
+                Ok(0) => {}
+                Ok(deleted) => {
+                    tracing::info!(deleted, "Deleted delivery history past storage.retention")
+                }
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "Deleting old delivery history failed"
+                ),
+            }
         }
     }
 }

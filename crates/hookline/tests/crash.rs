@@ -2,15 +2,14 @@
 
 mod common;
 
-use common::{order_event, Server, World};
+use common::{order_event, Backend, World};
 use hookline_receiver::Behaviour;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[tokio::test]
-async fn kill_nine_mid_run_loses_no_accepted_event() {
-    let world = World::new().await;
+async fn kill_nine_mid_run_loses_no_accepted_event(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world
         .serve(&[
             ("HOOKLINE_RETRY__INTERVAL", "50ms"),
@@ -74,7 +73,7 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
     );
 
     world.receiver.script("sink", Behaviour::Succeed);
-    let restarted = Server::start(&world.data_dir(), &world.ca_file, &[]).await;
+    let restarted = world.serve(&[]).await;
     let receiver = world.receiver.clone();
     let all_arrived = world
         .receiver
@@ -106,3 +105,5 @@ async fn kill_nine_mid_run_loses_no_accepted_event() {
         restarted.log_text()
     );
 }
+
+both_backends!(kill_nine_mid_run_loses_no_accepted_event);

@@ -3,14 +3,13 @@
 
 mod common;
 
-use common::{order_event, World};
+use common::{order_event, Backend, World};
 use hookline_receiver::{Behaviour, Verification};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-#[tokio::test]
-async fn every_application_gets_each_event_once_signed() {
-    let world = World::new().await;
+async fn every_application_gets_each_event_once_signed(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world.serve(&[]).await;
     server
         .create_product("order-created", "order-created-event")
@@ -76,9 +75,8 @@ async fn every_application_gets_each_event_once_signed() {
     assert_eq!(stats.duplicates, 0);
 }
 
-#[tokio::test]
-async fn webhook_id_is_stable_across_retries() {
-    let world = World::new().await;
+async fn webhook_id_is_stable_across_retries(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world
         .serve(&[
             ("HOOKLINE_RETRY__INTERVAL", "50ms"),
@@ -122,9 +120,8 @@ async fn webhook_id_is_stable_across_retries() {
         .all(|r| r.verification == Verification::Verified));
 }
 
-#[tokio::test]
-async fn duplicate_key_is_not_delivered_twice() {
-    let world = World::new().await;
+async fn duplicate_key_is_not_delivered_twice(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world.serve(&[]).await;
     server
         .create_product("order-created", "order-created-event")
@@ -156,3 +153,7 @@ async fn duplicate_key_is_not_delivered_twice() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(world.receiver.deliveries("solo").len(), 1);
 }
+
+both_backends!(every_application_gets_each_event_once_signed);
+both_backends!(webhook_id_is_stable_across_retries);
+both_backends!(duplicate_key_is_not_delivered_twice);

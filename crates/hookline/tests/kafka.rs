@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{order_event, World};
+use common::{order_event, Backend, World};
 use hookline_receiver::Verification;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
@@ -39,13 +39,12 @@ async fn produce(brokers: &str, records: &[(Option<&str>, String)]) {
     }
 }
 
-#[tokio::test]
-async fn kafka_records_become_one_delivery_per_application() {
+async fn kafka_records_become_one_delivery_per_application(backend: Backend) {
     let cluster = MockCluster::new(1).expect("mock Kafka cluster");
     cluster.create_topic(TOPIC, 2, 1).expect("create topic");
     let brokers = cluster.bootstrap_servers();
 
-    let world = World::new().await;
+    let world = World::with_backend(backend).await;
     let server = world
         .serve(&[("HOOKLINE_KAFKA__BROKERS", brokers.as_str())])
         .await;
@@ -107,3 +106,5 @@ async fn kafka_records_become_one_delivery_per_application() {
     }
     assert_eq!(world.receiver.stats().duplicates, 0);
 }
+
+both_backends!(kafka_records_become_one_delivery_per_application);

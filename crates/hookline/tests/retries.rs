@@ -2,13 +2,12 @@
 
 mod common;
 
-use common::{order_event, World};
+use common::{order_event, Backend, World};
 use hookline_receiver::{Behaviour, Verification};
 use std::time::Duration;
 
-#[tokio::test]
-async fn failing_endpoint_gets_attempts_at_scheduled_offsets() {
-    let world = World::new().await;
+async fn failing_endpoint_gets_attempts_at_scheduled_offsets(backend: Backend) {
+    let world = World::with_backend(backend).await;
     // Waits: retry n waits 100ms + n^4 x 10ms = 110, 260, 910 ms.
     let server = world
         .serve(&[
@@ -86,9 +85,8 @@ async fn failing_endpoint_gets_attempts_at_scheduled_offsets() {
     assert_eq!(codes, [500, 500, 500, 204]);
 }
 
-#[tokio::test]
-async fn exhausted_delivery_is_dead_lettered_and_replayed() {
-    let world = World::new().await;
+async fn exhausted_delivery_is_dead_lettered_and_replayed(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world
         .serve(&[
             ("HOOKLINE_RETRY__INTERVAL", "20ms"),
@@ -174,9 +172,8 @@ async fn exhausted_delivery_is_dead_lettered_and_replayed() {
     assert_eq!(status, 409, "a delivered delivery cannot be replayed");
 }
 
-#[tokio::test]
-async fn retry_after_longer_than_schedule_is_honoured() {
-    let world = World::new().await;
+async fn retry_after_longer_than_schedule_is_honoured(backend: Backend) {
+    let world = World::with_backend(backend).await;
     let server = world
         .serve(&[
             ("HOOKLINE_RETRY__INTERVAL", "10ms"),
@@ -216,3 +213,7 @@ async fn retry_after_longer_than_schedule_is_honoured() {
         "retry came after {gap:?}, before Retry-After: 1"
     );
 }
+
+both_backends!(failing_endpoint_gets_attempts_at_scheduled_offsets);
+both_backends!(exhausted_delivery_is_dead_lettered_and_replayed);
+both_backends!(retry_after_longer_than_schedule_is_honoured);

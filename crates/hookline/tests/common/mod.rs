@@ -12,16 +12,58 @@ use std::time::Duration;
 
 pub const TOKEN: &str = "test-admin-token";
 
-/// A test's private world: data directory, certificates and receiver.
+/// Which backends a test's server runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the test's data directory.
+    Embedded,
+    /// The machine's PostgreSQL, RabbitMQ and Redis, isolated by a schema,
+    /// a queue name and a key prefix of the test's own.
+    Distributed,
+}
+
+/// Runs an async test body once per backend, as `name::embedded` and
+/// `name::distributed`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::common::Backend::Embedded).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() {
+                super::$name($crate::common::Backend::Distributed).await
+            }
+        }
+    };
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A test's private world: data directory, certificates, receiver and
+/// backend isolation.
 pub struct World {
     pub dir: tempfile::TempDir,
     pub pki: TestPki,
     pub ca_file: PathBuf,
     pub receiver: Receiver,
+    pub backend: Backend,
+    /// Variables that point the server at this test's backends.
+    backend_env: Vec<(String, String)>,
+    schema: Option<String>,
 }
 
 impl World {
     pub async fn new() -> Self {
+        Self::with_backend(Backend::Embedded).await
+    }
+
+    pub async fn with_backend(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let pki = TestPki::generate().expect("test certificates");
         let ca_file = dir.path().join("ca.pem");
@@ -29,12 +71,27 @@ impl World {
         let receiver = Receiver::start(&pki, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("receiver starts");
+        let (backend_env, schema) = match backend {
+            Backend::Embedded => (Vec::new(), None),
+            Backend::Distributed => distributed_env(),
+        };
         Self {
             dir,
             pki,
             ca_file,
             receiver,
+            backend,
+            backend_env,
+            schema,
         }
+    }
+
+    /// The main queue name of a distributed world.
+    pub fn queue_name(&self) -> Option<String> {
+        self.backend_env
+            .iter()
+            .find(|(key, _)| key == "HOOKLINE_QUEUE__NAME")
+            .map(|(_, value)| value.clone())
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -55,7 +112,88 @@ impl World {
 
     /// Starts `hookline serve` with test settings plus `extra` variables.
     pub async fn serve(&self, extra: &[(&str, &str)]) -> Server {
-        Server::start(&self.data_dir(), &self.ca_file, extra).await
+        self.start("serve", extra).await
+    }
+
+    /// Starts `hookline <command>` with this world's backends and `extra` variables.
+    pub async fn start(&self, command: &str, extra: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(&str, &str)> = self
+            .backend_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra);
+        Server::start_command(command, &self.data_dir(), &self.ca_file, &env).await
+    }
+}
+
+/// Variables for a fresh schema, queue name and key prefix.
+fn distributed_env() -> (Vec<(String, String)>, Option<String>) {
+    let tag = format!("{:016x}", rand_u64());
+    let schema = format!("hl_test_{tag}");
+    let env = vec![
+        (
+            "HOOKLINE_STORAGE__URL".to_owned(),
+            env_or(
+                "HOOKLINE_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            ),
+        ),
+        ("HOOKLINE_STORAGE__SCHEMA".to_owned(), schema.clone()),
+        (
+            "HOOKLINE_QUEUE__URL".to_owned(),
+            env_or(
+                "HOOKLINE_TEST_AMQP_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            ),
+        ),
+        (
+            "HOOKLINE_QUEUE__NAME".to_owned(),
+            format!("hltest-{tag}.webhookQueue"),
+        ),
+        (
+            "HOOKLINE_REDIS__URL".to_owned(),
+            env_or("HOOKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379"),
+        ),
+        (
+            "HOOKLINE_REDIS__KEY_PREFIX".to_owned(),
+            format!("hltest-{tag}:"),
+        ),
+    ];
+    (env, Some(schema))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    hasher.finish()
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Best effort: the schema of a distributed test is dropped with psql.
+        if let Some(schema) = &self.schema {
+            let url = env_or(
+                "HOOKLINE_TEST_POSTGRES_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            );
+            let _ = Command::new("psql")
+                .args([
+                    url.as_str(),
+                    "-q",
+                    "-c",
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -74,13 +212,22 @@ fn free_port() -> u16 {
 
 impl Server {
     pub async fn start(data_dir: &Path, ca_file: &Path, extra: &[(&str, &str)]) -> Self {
+        Self::start_command("serve", data_dir, ca_file, extra).await
+    }
+
+    pub async fn start_command(
+        subcommand: &str,
+        data_dir: &Path,
+        ca_file: &Path,
+        extra: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(data_dir).unwrap();
         let port = free_port();
-        let log = data_dir.join(format!("serve-{port}.log"));
+        let log = data_dir.join(format!("{subcommand}-{port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
         command
-            .arg("serve")
+            .arg(subcommand)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info,hookline_delivery=debug")

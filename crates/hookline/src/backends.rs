@@ -1,0 +1,99 @@
+//! Opens the backends named by the configuration: SQLite for the embedded
+//! mode, or PostgreSQL, RabbitMQ and Redis for the distributed mode.
+
+use crate::config::Config;
+use anyhow::Context;
+use hookline_api::ReadinessProbe;
+use hookline_core::dedup::{Deduplicator, StoreOnly};
+use hookline_core::directory::{Directory, StoreDirectory};
+use hookline_core::queue::DeliveryQueue;
+use hookline_core::store::Store;
+use hookline_sqlite::SqliteBackend;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long cached applications are used before a re-read.
+pub const DIRECTORY_TTL: Duration = Duration::from_secs(5);
+
+/// The opened backends, shared by all components of one process.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub directory: Arc<dyn Directory>,
+    pub dedup: Arc<dyn Deduplicator>,
+    /// Backends besides store and queue that `/readyz` checks.
+    pub probes: Vec<Arc<dyn ReadinessProbe>>,
+    /// Deletes old delivery history; `None` where retention is not supported.
+    pub history: Option<Arc<dyn HistoryPurge>>,
+    /// Background work of the backends themselves, such as cache invalidation.
+    pub background: Vec<Box<dyn FnOnce(&mut JoinSet<()>, CancellationToken) + Send>>,
+    /// Keeps the embedded database (and its directory lock) open.
+    _sqlite: Option<SqliteBackend>,
+}
+
+/// Deletion of delivery history older than a cut-off, in batches.
+#[async_trait::async_trait]
+pub trait HistoryPurge: Send + Sync + 'static {
+    async fn purge(&self, older_than: time::OffsetDateTime) -> anyhow::Result<u64>;
+}
+
+/// Whether the configuration names the distributed backends.
+pub fn is_distributed(config: &Config) -> bool {
+    config.storage.url.is_some()
+}
+
+/// Opens the backends named by the configuration.
+pub async fn open(config: &Config) -> anyhow::Result<Backends> {
+    if is_distributed(config) {
+        return crate::distributed::open(config).await;
+    }
+    open_embedded(config).await
+}
+
+async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
+    let data_dir = &config.storage.data_dir;
+    let backend = SqliteBackend::open_exclusive(data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the state store in storage.data_dir {}",
+                data_dir.display()
+            )
+        })?;
+    let store: Arc<dyn Store> = backend.store();
+    let queue: Arc<dyn DeliveryQueue> = backend.queue();
+    let directory: Arc<dyn Directory> = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
+    Ok(Backends {
+        store,
+        queue,
+        directory,
+        dedup: Arc::new(StoreOnly),
+        probes: Vec::new(),
+        history: None,
+        background: Vec::new(),
+        _sqlite: Some(backend),
+    })
+}
+
+impl Backends {
+    /// Assembles distributed backends.
+    pub fn distributed(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn DeliveryQueue>,
+        directory: Arc<dyn Directory>,
+        dedup: Arc<dyn Deduplicator>,
+    ) -> Self {
+        Self {
+            store,
+            queue,
+            directory,
+            dedup,
+            probes: Vec::new(),
+            history: None,
+            background: Vec::new(),
+            _sqlite: None,
+        }
+    }
+}
