@@ -1,0 +1,122 @@
+//! Reconnecting across a broker restart (`rabbitmqctl stop_app` and
+//! `start_app`). This file contains a single test, so its binary runs alone:
+//! `cargo test` runs test binaries one after another. It needs `rabbitmqctl`
+//! on the PATH with the rights to stop the broker (root here).
+
+mod common;
+
+use common::*;
+use hookline_core::queue::{DeliveryQueue, Settlement};
+use std::process::Command;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Time the broker gets to come back and the queue to reconnect.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+fn rabbitmqctl(command: &str) {
+    let status = Command::new("rabbitmqctl")
+        .arg(command)
+        .status()
+        .unwrap_or_else(|error| panic!("failed to run rabbitmqctl {command}: {error}"));
+    assert!(
+        status.success(),
+        "rabbitmqctl {command} exited with {status}"
+    );
+}
+
+/// Stops the broker application and starts it again when dropped, so that a
+/// failing test does not leave the broker stopped.
+struct StoppedBroker {
+    started: bool,
+}
+
+impl StoppedBroker {
+    async fn stop() -> Self {
+        tokio::task::spawn_blocking(|| rabbitmqctl("stop_app"))
+            .await
+            .unwrap();
+        Self { started: false }
+    }
+
+    async fn start(mut self) {
+        tokio::task::spawn_blocking(|| rabbitmqctl("start_app"))
+            .await
+            .unwrap();
+        self.started = true;
+    }
+}
+
+impl Drop for StoppedBroker {
+    fn drop(&mut self) {
+        if !self.started {
+            rabbitmqctl("start_app");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_reconnects_and_redelivers() {
+    init_tracing();
+    let name = unique_queue_name();
+    let _cleanup = Cleanup::new(schedule_queues(&name, &fast_retry()));
+    let queue = connect(&name).await;
+
+    let before = task(b"unacked at restart");
+    queue.enqueue(vec![before.clone()]).await.unwrap();
+    let stale = receive_until(&queue, 1, Duration::from_secs(10)).await;
+    assert_eq!(stale.len(), 1, "received before the restart");
+
+    let broker = StoppedBroker::stop().await;
+    let while_stopped = queue.enqueue(vec![task(b"while stopped")]).await;
+    assert!(
+        while_stopped.is_err(),
+        "enqueue fails while the broker is stopped"
+    );
+    broker.start().await;
+
+    let after = task(b"after restart");
+    let deadline = Instant::now() + RECOVERY_LIMIT;
+    while let Err(error) = queue.enqueue(vec![after.clone()]).await {
+        assert!(
+            Instant::now() < deadline,
+            "enqueue never recovered: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let received = receive_until(&queue, 2, RECOVERY_LIMIT).await;
+    let mut ids: Vec<_> = received
+        .iter()
+        .map(|leased| leased.task.delivery_id.clone())
+        .collect();
+    ids.sort();
+    let mut expected = vec![before.delivery_id.clone(), after.delivery_id.clone()];
+    expected.sort();
+    assert_eq!(
+        ids, expected,
+        "the unacked and the new message are delivered"
+    );
+
+    // The lease from before the restart names a tag of the closed channel;
+    // settling it is skipped instead of acknowledging another delivery.
+    let stale_ack = Settlement::Ack {
+        lease: stale.into_iter().next().unwrap(),
+    };
+    queue.settle(vec![stale_ack]).await.unwrap();
+    assert_eq!(
+        queue.depth().await.unwrap().leased,
+        2,
+        "current leases untouched"
+    );
+
+    let acks = received
+        .into_iter()
+        .map(|lease| Settlement::Ack { lease })
+        .collect();
+    queue.settle(acks).await.unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!(depth.ready, 0, "{depth:?}");
+    assert_eq!(depth.leased, 0, "{depth:?}");
+    queue.close().await;
+}
