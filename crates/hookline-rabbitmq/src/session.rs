@@ -35,11 +35,13 @@ pub(crate) struct Session {
     /// Delay queues declared on this connection, by delay in milliseconds.
     delay_queues: Mutex<BTreeSet<u64>>,
     health: Arc<Health>,
-    pump: AbortHandle,
+    /// The consumer task; `None` in a publish-only session.
+    pump: Option<AbortHandle>,
 }
 
 impl Session {
-    /// Connects, declares the topology and starts consuming the main queue.
+    /// Connects, declares the topology and, unless the session only
+    /// publishes, starts consuming the main queue.
     pub(crate) async fn open(
         settings: &AmqpSettings,
         topology: &Topology,
@@ -89,27 +91,31 @@ impl Session {
         topology.declare(&publisher).await?;
 
         let consumer_channel = connection.create_channel().await?;
-        consumer_channel
-            .basic_qos(settings.prefetch, BasicQosOptions { global: false })
-            .await?;
-        let consumer = consumer_channel
-            .basic_consume(
-                topology.main().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-
         let leases = Arc::new(Leases::default());
         let health = Arc::new(Health::default());
-        let pump = tokio::spawn(pump(
-            consumer,
-            generation,
-            leases.clone(),
-            buffer,
-            health.clone(),
-        ));
+        let pump = if settings.consume {
+            consumer_channel
+                .basic_qos(settings.prefetch, BasicQosOptions { global: false })
+                .await?;
+            let consumer = consumer_channel
+                .basic_consume(
+                    topology.main().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let task = tokio::spawn(pump(
+                consumer,
+                generation,
+                leases.clone(),
+                buffer,
+                health.clone(),
+            ));
+            Some(task.abort_handle())
+        } else {
+            None
+        };
         Ok(Self {
             generation,
             connection,
@@ -118,7 +124,7 @@ impl Session {
             leases,
             delay_queues: Mutex::new(topology.steps().iter().copied().collect()),
             health,
-            pump: pump.abort_handle(),
+            pump,
         })
     }
 
@@ -195,7 +201,9 @@ impl Session {
 
     /// Closes the connection; the broker requeues unacknowledged deliveries.
     pub(crate) async fn close(&self) {
-        self.pump.abort();
+        if let Some(pump) = &self.pump {
+            pump.abort();
+        }
         if let Err(error) = self.connection.close(200, "OK".into()).await {
             tracing::debug!(%error, "Closing the RabbitMQ connection failed");
         }
@@ -204,6 +212,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.pump.abort();
+        if let Some(pump) = &self.pump {
+            pump.abort();
+        }
     }
 }

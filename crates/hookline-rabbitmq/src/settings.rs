@@ -36,6 +36,10 @@ pub struct AmqpSettings {
     /// Maximum wait between two reconnect attempts. The wait starts at
     /// 100 ms and doubles after each failed attempt.
     pub reconnect_max_backoff: Duration,
+    /// Whether this process consumes the main queue. Processes that only
+    /// publish (the creator and the API) must not, or the broker would hand
+    /// them deliveries that nothing receives until they disconnect.
+    pub consume: bool,
 }
 
 impl Default for AmqpSettings {
@@ -44,6 +48,7 @@ impl Default for AmqpSettings {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             queue_name: "webhookQueue".into(),
             prefetch: 256,
+            consume: true,
             retry: RetryPolicy::default(),
             confirm_timeout: Duration::from_secs(10),
             reconnect_max_backoff: Duration::from_secs(30),

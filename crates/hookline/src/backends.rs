@@ -44,10 +44,11 @@ pub fn is_distributed(config: &Config) -> bool {
     config.storage.url.is_some()
 }
 
-/// Opens the backends named by the configuration.
-pub async fn open(config: &Config) -> anyhow::Result<Backends> {
+/// Opens the backends named by the configuration; `dispatches` says whether
+/// this process takes deliveries from the queue.
+pub async fn open(config: &Config, dispatches: bool) -> anyhow::Result<Backends> {
     if is_distributed(config) {
-        return crate::distributed::open(config).await;
+        return crate::distributed::open(config, dispatches).await;
     }
     open_embedded(config).await
 }

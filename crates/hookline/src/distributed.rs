@@ -22,8 +22,9 @@ use std::time::Duration;
 /// Rows deleted per transaction by the retention job.
 const PURGE_BATCH: u32 = 1000;
 
-/// Opens PostgreSQL, RabbitMQ and, when configured, Redis.
-pub async fn open(config: &Config) -> anyhow::Result<Backends> {
+/// Opens PostgreSQL, RabbitMQ and, when configured, Redis. Only a process
+/// that dispatches (`consume`) takes deliveries from the queue.
+pub async fn open(config: &Config, consume: bool) -> anyhow::Result<Backends> {
     let pg = connect_postgres(config).await?;
     if config.storage.migrate_on_start {
         pg.migrate()
@@ -31,7 +32,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
             .context("cannot apply database migrations")?;
     }
     let store: Arc<dyn Store> = pg.store();
-    let queue: Arc<dyn DeliveryQueue> = connect_queue(config).await?;
+    let queue: Arc<dyn DeliveryQueue> = connect_queue(config, consume).await?;
     let local = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
 
     let mut backends = match &config.redis.url {
@@ -69,7 +70,7 @@ async fn connect_postgres(config: &Config) -> anyhow::Result<PgBackend> {
     .context("cannot connect to PostgreSQL at storage.url")
 }
 
-async fn connect_queue(config: &Config) -> anyhow::Result<Arc<dyn DeliveryQueue>> {
+async fn connect_queue(config: &Config, consume: bool) -> anyhow::Result<Arc<dyn DeliveryQueue>> {
     let settings = AmqpSettings {
         url: config.queue.url.clone().unwrap_or_default(),
         queue_name: config.queue.name.clone(),
@@ -77,6 +78,7 @@ async fn connect_queue(config: &Config) -> anyhow::Result<Arc<dyn DeliveryQueue>
         retry: config.retry,
         confirm_timeout: Duration::from_secs(10),
         reconnect_max_backoff: Duration::from_secs(10),
+        consume,
     };
     let queue = AmqpQueue::connect(settings)
         .await

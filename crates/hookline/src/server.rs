@@ -109,7 +109,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         );
     }
     let started = std::time::Instant::now();
-    let backends = backends::open(&config).await?;
+    let backends = backends::open(&config, role.dispatches()).await?;
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let admin_token = admin_token(&config)?;

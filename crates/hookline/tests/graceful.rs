@@ -61,7 +61,9 @@ async fn sigterm_during_burst_loses_nothing() {
             .await
     );
 
+    let first_log_path = dispatcher.log.clone();
     let status = dispatcher.terminate();
+    let first_log = std::fs::read_to_string(first_log_path).unwrap_or_default();
     assert_eq!(
         status.code(),
         Some(0),
@@ -82,7 +84,7 @@ async fn sigterm_during_burst_loses_nothing() {
     );
 
     world.receiver.script("burst", Behaviour::Succeed);
-    let _second = world.start("dispatcher", &env).await;
+    let second = world.start("dispatcher", &env).await;
     let receiver = world.receiver.clone();
     let complete = world
         .receiver
@@ -99,5 +101,17 @@ async fn sigterm_during_burst_loses_nothing() {
             Duration::from_secs(60),
         )
         .await;
-    assert!(complete, "every accepted event arrives after the restart");
+    let received: HashSet<String> = world
+        .receiver
+        .deliveries("burst")
+        .iter()
+        .filter(|webhook| webhook.succeeded())
+        .filter_map(|webhook| webhook.idempotency_key.clone())
+        .collect();
+    let missing = keys.difference(&received).count();
+    assert!(
+        complete,
+        "{missing} accepted events did not arrive after the restart; first dispatcher log:\n{first_log}\nsecond:\n{}",
+        second.log_text()
+    );
 }
