@@ -50,6 +50,7 @@ pub fn settings(queue_name: &str) -> AmqpSettings {
         retry: fast_retry(),
         confirm_timeout: Duration::from_secs(5),
         reconnect_max_backoff: Duration::from_secs(1),
+        consume: true,
     }
 }
 
