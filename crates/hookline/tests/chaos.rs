@@ -78,9 +78,10 @@ async fn produce_all(brokers: String) {
         .set("message.timeout.ms", "60000")
         .create()
         .expect("producer");
-    for chunk in 0..(EVENTS / 100) {
+    // 3000 events over about 30 seconds, so the faults hit a running flow.
+    for chunk in 0..(EVENTS / 50) {
         let mut pending = Vec::new();
-        for n in chunk * 100..(chunk + 1) * 100 {
+        for n in chunk * 50..(chunk + 1) * 50 {
             let key = format!("chaos-{n}");
             let payload = common::order_event(&key);
             let headers = OwnedHeaders::new().insert(Header {
@@ -99,7 +100,7 @@ async fn produce_all(brokers: String) {
                 .expect("delivery report")
                 .expect("record stored");
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -159,7 +160,8 @@ async fn chaos_run_delivers_every_event() {
         let complete = receivers
             .iter()
             .all(|receiver| delivered_keys(receiver).len() >= EVENTS);
-        if complete || started.elapsed() > RUN_LIMIT {
+        // Every planned fault happens before the run may end.
+        if (complete && round >= 12) || started.elapsed() > RUN_LIMIT {
             break;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -183,6 +185,7 @@ async fn chaos_run_delivers_every_event() {
         }
     }
     producer.await.expect("producer finished");
+    assert_eq!(kills, 10, "every planned kill happened");
 
     let mut duplicates = 0;
     for (index, receiver) in receivers.iter().enumerate() {
