@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// How long cached applications are used before a re-read.
 pub const DIRECTORY_TTL: Duration = Duration::from_secs(5);
 
+/// Background work a backend needs, started with the other components.
+pub type BackgroundTask = Box<dyn FnOnce(&mut JoinSet<()>, CancellationToken) + Send>;
+
 /// The opened backends, shared by all components of one process.
 pub struct Backends {
     pub store: Arc<dyn Store>,
@@ -28,7 +31,7 @@ pub struct Backends {
     /// Deletes old delivery history; `None` where retention is not supported.
     pub history: Option<Arc<dyn HistoryPurge>>,
     /// Background work of the backends themselves, such as cache invalidation.
-    pub background: Vec<Box<dyn FnOnce(&mut JoinSet<()>, CancellationToken) + Send>>,
+    pub background: Vec<BackgroundTask>,
     /// Keeps the embedded database (and its directory lock) open.
     _sqlite: Option<SqliteBackend>,
 }
