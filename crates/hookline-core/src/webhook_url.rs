@@ -17,7 +17,8 @@ pub struct AddressPolicy {
     /// `delivery.allow_private_addresses`: accept loopback, private and
     /// link-local addresses (tests and local demos).
     pub allow_private: bool,
-    /// Networks accepted even though they are private.
+    /// Networks accepted even though they are private. Cloud metadata
+    /// addresses are reachable only when a listed network contains them.
     pub allowed_networks: Vec<IpNet>,
 }
 
@@ -41,6 +42,9 @@ impl AddressPolicy {
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
         if self.allowed_networks.iter().any(|net| net.contains(&ip)) {
             return true;
+        }
+        if is_metadata(ip) {
+            return false;
         }
         if self.allow_private {
             return !is_unspecified_or_multicast(ip);
@@ -82,6 +86,20 @@ impl AddressPolicy {
         }
         Ok(url)
     }
+}
+
+/// Cloud instance metadata services: 169.254.169.254 (AWS, GCP, Azure and
+/// others), 169.254.170.2 (AWS ECS task metadata), 100.100.100.200 (Alibaba
+/// Cloud) and fd00:ec2::254 (AWS over IPv6), also in their IPv6 wrappings.
+fn is_metadata(ip: IpAddr) -> bool {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => embedded_v4(v6),
+    };
+    if let Some(v4) = v4 {
+        return matches!(v4.octets(), [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]);
+    }
+    ip == IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254))
 }
 
 fn is_unspecified_or_multicast(ip: IpAddr) -> bool {
@@ -233,6 +251,65 @@ mod tests {
         assert!(relaxed.check_url("https://127.0.0.1:8443/hook").is_ok());
         assert!(relaxed.check_url("https://localhost/hook").is_ok());
         assert!(!relaxed.is_allowed("0.0.0.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn metadata_stays_blocked_with_allow_private() {
+        let relaxed = AddressPolicy {
+            allow_private: true,
+            ..AddressPolicy::default()
+        };
+        for ip in ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "100.100.100.200"] {
+            assert!(!relaxed.is_allowed(ip.parse().unwrap()), "{ip} must stay blocked");
+        }
+        let named = AddressPolicy {
+            allow_private: true,
+            allowed_networks: vec!["169.254.169.254/32".parse().unwrap()],
+            ..AddressPolicy::default()
+        };
+        assert!(named.is_allowed("169.254.169.254".parse().unwrap()), "a listed network opens it");
+    }
+
+    #[test]
+    fn obfuscated_hosts_are_normalised_then_rejected() {
+        let cases = [
+            "https://0x7f000001/",
+            "https://017700000001/",
+            "https://127.1/",
+            "https://0177.1/",
+            "https://%31%32%37.0.0.1/",
+            "https://\u{ff11}\u{ff12}\u{ff17}.\u{ff10}.\u{ff10}.\u{ff11}/",
+            "https://LOCALHOST./",
+            "https://localhost%2e/",
+            "https://[::ffff:7f00:1]/",
+            "https://[::127.0.0.1]/",
+            "https://[0:0:0:0:0:ffff:169.254.169.254]/",
+            "https://[2002:a9fe:a9fe::1]/",
+            "https://evil.example.com@127.0.0.1/",
+            "https://127.0.0.1#@hooks.example.com/",
+        ];
+        for case in cases {
+            let result = strict().check_url(case);
+            assert!(
+                matches!(result, Err(UrlError::BlockedAddress(_)) | Err(UrlError::Credentials) | Err(UrlError::Invalid(_))),
+                "{case} must be rejected, got {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_rejected() {
+        for case in ["file:///etc/passwd", "gopher://hooks.example.com/", "ftp://hooks.example.com/", "javascript:alert(1)", "data:text/plain,x"] {
+            assert!(matches!(strict().check_url(case), Err(UrlError::NotHttps(_))), "{case}");
+        }
+    }
+
+    #[test]
+    fn public_idn_and_ipv6_hosts_work() {
+        let idn = strict().check_url("https://bücher.example/hook").unwrap();
+        assert_eq!(idn.host_str(), Some("xn--bcher-kva.example"), "the A-label is used");
+        let v6 = strict().check_url("https://[2606:4700:4700::1111]/hook").unwrap();
+        assert_eq!(v6.host_str(), Some("[2606:4700:4700::1111]"));
     }
 
     #[test]
