@@ -86,6 +86,15 @@ impl World {
         }
     }
 
+    /// Secrets of the applications created through servers of this world.
+    pub fn receiver_secrets(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("secrets.txt"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The main queue name of a distributed world.
     pub fn queue_name(&self) -> Option<String> {
         self.backend_env
@@ -267,6 +276,25 @@ impl Server {
         );
     }
 
+    /// Appends a secret to `secrets.txt` beside the data directory, where
+    /// [`World::receiver_secrets`] reads it back.
+    fn note_secret(&self, secret: &str) {
+        use std::io::Write;
+        let path = self
+            .log
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("secrets.txt"));
+        if let Some(path) = path {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            writeln!(file, "{secret}").unwrap();
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -331,12 +359,15 @@ impl Server {
         product: &str,
         endpoint: &str,
     ) -> String {
-        let body = json!({"name": endpoint, "product": product, "plan": "free", "webhook_url": receiver.endpoint_url(endpoint)});
+        // The unlimited `paid` plan, so that tests sending many events are not rate-limited.
+        let body = json!({"name": endpoint, "product": product, "plan": "paid", "webhook_url": receiver.endpoint_url(endpoint)});
         let (status, body) = self
             .request(reqwest::Method::POST, "/api/v1/applications", Some(body))
             .await;
         assert_eq!(status, 201, "create application: {body}");
-        let secret = SigningSecret::parse(body["secret"].as_str().unwrap()).expect("whsec_ secret");
+        let text = body["secret"].as_str().unwrap();
+        let secret = SigningSecret::parse(text).expect("whsec_ secret");
+        self.note_secret(text);
         receiver.set_secret(endpoint, secret);
         body["id"].as_str().unwrap().to_owned()
     }
