@@ -6,7 +6,6 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use hookline_core::model::KNOWN_PLANS;
 use hookline_core::{Application, ApplicationId, ApplicationState, SigningSecret};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -18,7 +17,7 @@ pub(crate) struct CreateApplication {
     name: String,
     /// Name of the product to subscribe to.
     product: String,
-    /// `free` or `paid`.
+    /// Name of an existing plan, such as `free` or `paid`.
     plan: String,
     /// HTTPS URL that receives the webhooks.
     webhook_url: String,
@@ -33,6 +32,18 @@ pub(crate) struct ApplicationView {
     webhook_url: String,
     /// `active` or `disabled`.
     state: String,
+    /// Why Hookline disabled the application (a 410 Gone, or failing for
+    /// longer than `delivery.disable_after`); shown by GET of one
+    /// application only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+    /// When Hookline disabled the application.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    disabled_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -56,6 +67,8 @@ impl From<&Application> for ApplicationView {
             plan: application.plan.clone(),
             webhook_url: application.webhook_url.clone(),
             state: application.state.as_str().to_owned(),
+            disabled_reason: None,
+            disabled_at: None,
             created_at: application.created_at,
         }
     }
@@ -81,16 +94,7 @@ pub(crate) async fn create(
             "name must be 1 to 200 characters",
         ));
     }
-    if !KNOWN_PLANS.contains(&request.plan.as_str()) {
-        return Err(ApiError::invalid(
-            "plan",
-            format!(
-                "plan {:?} does not exist; use one of: {}",
-                request.plan,
-                KNOWN_PLANS.join(", ")
-            ),
-        ));
-    }
+    check_plan(&state, &request.plan).await?;
     let url = state
         .address_policy
         .check_url(&request.webhook_url)
@@ -145,7 +149,67 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let application = find(&state, &id).await?;
+    let mut view = ApplicationView::from(&application);
+    if let Some(disablement) = state.store.disablement(&application.id).await? {
+        view.disabled_reason = Some(disablement.reason);
+        view.disabled_at = Some(disablement.disabled_at);
+    }
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateApplication {
+    /// Name of an existing plan to move the application to. The new limit
+    /// applies from the application's next delivery on.
+    plan: String,
+}
+
+#[utoipa::path(patch, path = "/api/v1/applications/{id}", request_body = UpdateApplication, tag = "applications",
+    params(("id" = String, Path, description = "Application id, `app_…`")),
+    responses((status = 200, body = ApplicationView), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateApplication>, JsonRejection>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    let Json(request) = body.map_err(json_rejection)?;
+    let mut application = find(&state, &id).await?;
+    check_plan(&state, &request.plan).await?;
+    if !state
+        .store
+        .set_application_plan(&application.id, &request.plan)
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "application {id:?} does not exist"
+        )));
+    }
+    state.directory.invalidate();
+    tracing::info!(application_id = %application.id, from = %application.plan, to = %request.plan, "Application moved to another plan");
+    application.plan = request.plan;
     Ok(Json(ApplicationView::from(&application)))
+}
+
+/// Answers 422 naming the `plan` field unless a plan named `name` exists.
+async fn check_plan(state: &ApiState, name: &str) -> Result<(), ApiError> {
+    if state.store.plan(name).await?.is_some() {
+        return Ok(());
+    }
+    let known: Vec<String> = state
+        .store
+        .plans()
+        .await?
+        .into_iter()
+        .map(|plan| plan.name)
+        .collect();
+    Err(ApiError::invalid(
+        "plan",
+        format!(
+            "plan {name:?} does not exist; use one of: {}, or create it with POST /api/v1/plans",
+            known.join(", ")
+        ),
+    ))
 }
 
 /// Loads an application by the id in a path, or answers 404.

@@ -21,7 +21,8 @@ pub(crate) struct AttemptView {
     duration_ms: u64,
     /// HTTP status the endpoint answered, if it answered.
     status_code: Option<u16>,
-    /// Error class (`timeout`, `connect`, `tls`, `dns`, `blocked_address`, …) when it did not.
+    /// Error class (`timeout`, `connect`, `dns`, `blocked_address`, `tls_unknown_issuer` and the
+    /// other `tls_*` classes, …) when it did not.
     error_class: Option<String>,
     error: Option<String>,
     response_excerpt: Option<String>,

@@ -112,7 +112,7 @@ fn too_large(rejection: BytesRejection, max: usize) -> ApiError {
     ApiError::with_status(rejection.status(), "invalid_body", rejection.body_text())
 }
 
-fn rejection_error(rejected: Rejected) -> ApiError {
+pub(crate) fn rejection_error(rejected: Rejected) -> ApiError {
     let message = rejected.to_string();
     match rejected {
         Rejected::UnknownProduct(_) => ApiError::not_found(message),
@@ -126,6 +126,11 @@ fn rejection_error(rejected: Rejected) -> ApiError {
             ApiError::with_status(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
         }
         Rejected::KeyTooLong(_) => ApiError::invalid("Idempotency-Key", message),
-        Rejected::InvalidPayload(_) => ApiError::invalid("body", message),
+        Rejected::InvalidPayload(_) | Rejected::NoSchemaRegistry { .. } => {
+            ApiError::invalid("body", message)
+        }
+        Rejected::InvalidSchema { .. } => {
+            ApiError::with_status(StatusCode::CONFLICT, "invalid_product_schema", message)
+        }
     }
 }

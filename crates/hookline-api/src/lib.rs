@@ -1,19 +1,25 @@
 //! The admin and ingest HTTP API (axum, JSON).
 //!
-//! Every route under `/api/v1` requires `Authorization: Bearer <api.admin_token>`.
+//! Every route under `/api/v1` requires `Authorization: Bearer <api.admin_token>`;
+//! ingest also accepts `api.ingest_token` when it is set.
 //! `/healthz`, `/readyz` and `/openapi.json` are open. Errors are JSON
 //! objects that name the invalid field and the fix ([`error::ApiError`]).
 
+mod analytics;
 mod applications;
 mod auth;
 mod deliveries;
+mod endpoint_state;
 pub mod error;
 mod events;
 pub mod health;
 mod openapi;
+mod plans;
+mod product_schema;
 mod products;
+mod rejected;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use hookline_core::directory::Directory;
 use hookline_core::queue::DeliveryQueue;
@@ -36,6 +42,8 @@ pub struct ApiState {
     /// Rules that webhook URLs must pass at registration.
     pub address_policy: AddressPolicy,
     pub admin_token: Arc<str>,
+    /// `api.ingest_token`: a second token accepted for ingest alone.
+    pub ingest_token: Option<Arc<str>>,
     /// Largest accepted event payload in bytes.
     pub max_payload_size: usize,
     pub ops: OpsState,
@@ -48,6 +56,12 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/products", post(products::create).get(products::list))
         .route("/products/{name}", get(products::show))
+        .route("/products/{name}/schema", put(product_schema::replace))
+        .route("/products/{name}/rejected", get(rejected::list))
+        .route(
+            "/products/{name}/rejected/{id}/replay",
+            post(rejected::replay),
+        )
         .route(
             "/products/{name}/events",
             post(events::ingest).layer(body_limit),
@@ -56,11 +70,19 @@ pub fn router(state: ApiState) -> Router {
             "/applications",
             post(applications::create).get(applications::list),
         )
-        .route("/applications/{id}", get(applications::show))
+        .route(
+            "/applications/{id}",
+            get(applications::show).patch(applications::update),
+        )
+        .route("/applications/{id}/enable", post(endpoint_state::enable))
         .route("/applications/{id}/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::show))
         .route("/dead-letters", get(deliveries::dead_letters))
         .route("/dead-letters/{id}/replay", post(deliveries::replay))
+        .route("/plans", post(plans::create).get(plans::list))
+        .route("/plans/{name}", put(plans::update))
+        .route("/analytics/usage", get(analytics::usage))
+        .route("/analytics/over-limit", get(analytics::over_limit))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -6,10 +6,14 @@ use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Hookline admin and ingest API", description = "Event APIs, applications, ingest, delivery log and dead letters."),
+    info(title = "Hookline admin and ingest API", description = "Event APIs, applications, plans, ingest, delivery log, dead letters and usage analytics."),
     paths(
         crate::products::create, crate::products::list, crate::products::show,
+        crate::product_schema::replace, crate::rejected::list, crate::rejected::replay,
         crate::applications::create, crate::applications::list, crate::applications::show,
+        crate::applications::update, crate::endpoint_state::enable,
+        crate::plans::create, crate::plans::list, crate::plans::update,
+        crate::analytics::usage, crate::analytics::over_limit,
         crate::events::ingest,
         crate::deliveries::list, crate::deliveries::show, crate::deliveries::dead_letters, crate::deliveries::replay,
         crate::health::healthz, crate::health::readyz, crate::health::metrics,

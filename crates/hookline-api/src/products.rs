@@ -1,6 +1,8 @@
-//! Event APIs (products): create, list, show.
+//! Event APIs (products): create, list, show. Their payload schemas are
+//! replaced in [`crate::product_schema`].
 
 use crate::error::{json_rejection, ApiError};
+use crate::product_schema::schema_text;
 use crate::ApiState;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -20,6 +22,13 @@ pub(crate) struct CreateProduct {
     topic: Option<String>,
     /// `application/json` (default), `application/xml` or `application/avro`.
     content_type: Option<String>,
+    /// JSON Schema (JSON products) or Avro schema (Avro products), as a JSON
+    /// object or as text. XML products take none.
+    #[schema(value_type = Option<Object>)]
+    schema: Option<serde_json::Value>,
+    /// Validate (JSON) or decode (Avro) every payload on ingest. Defaults
+    /// to true when a schema is given, false otherwise.
+    validate: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -27,6 +36,9 @@ pub(crate) struct ProductView {
     name: String,
     topic: String,
     content_type: String,
+    /// The schema text, if any.
+    schema: Option<String>,
+    validate: bool,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     created_at: OffsetDateTime,
@@ -38,6 +50,8 @@ impl From<Product> for ProductView {
             name: product.name,
             topic: product.topic,
             content_type: product.content_type.media_type().to_owned(),
+            schema: product.schema,
+            validate: product.validate,
             created_at: product.created_at,
         }
     }
@@ -81,10 +95,13 @@ pub(crate) async fn create(
             ApiError::invalid("content_type", format!("content type {given:?} is not supported; use application/json, application/xml or application/avro"))
         })?,
     };
+    let schema = schema_text(content_type, request.schema)?;
     let product = Product {
         name: request.name,
         topic,
         content_type,
+        validate: request.validate.unwrap_or(schema.is_some()),
+        schema,
         created_at: OffsetDateTime::now_utc(),
     };
     state.store.create_product(&product).await?;

@@ -13,13 +13,31 @@ pub enum ContentType {
     Avro,
 }
 
-/// A payload that does not match its product's format.
+/// A payload that does not match its product's format or schema.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PayloadError {
     #[error("payload is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("payload is empty; send the event body as the request body")]
     Empty,
+    #[error("payload is not well-formed XML: {0}")]
+    InvalidXml(String),
+    #[error(
+        "payload contains a <!DOCTYPE> declaration; DTDs are rejected so that no external \
+         entity is resolved and no entity is expanded"
+    )]
+    XmlDoctype,
+    #[error("payload does not match the product's schema: {0}")]
+    SchemaViolation(String),
+    #[error("payload is not valid Avro for its schema: {0}")]
+    InvalidAvro(String),
+    #[error(
+        "Avro payload has no schema id: the product has no schema, so the payload must start \
+         with the schema-registry header (byte 0, then a 4-byte big-endian schema id)"
+    )]
+    MissingSchemaId,
+    #[error("Avro schema id {0} is not in the schema registry")]
+    UnknownSchemaId(u32),
 }
 
 impl ContentType {
@@ -59,8 +77,9 @@ impl ContentType {
 
     /// Checks that a payload is well-formed for this format.
     ///
-    /// JSON is parsed without building a value. XML and Avro bodies are
-    /// accepted as opaque bytes.
+    /// JSON is parsed without building a value. XML must be well-formed UTF-8
+    /// without a DTD. Avro needs a schema to be decoded, so here it only has
+    /// to be non-empty; [`crate::formats`] decodes it against its schema.
     pub fn check_payload(self, payload: &[u8]) -> Result<(), PayloadError> {
         if payload.is_empty() {
             return Err(PayloadError::Empty);
@@ -69,9 +88,8 @@ impl ContentType {
             Self::Json => serde_json::from_slice::<serde::de::IgnoredAny>(payload)
                 .map(|_| ())
                 .map_err(|error| PayloadError::InvalidJson(error.to_string())),
-            // NOTE: XML well-formedness and Avro decoding are not checked yet;
-            // such payloads are delivered as they arrive.
-            Self::Xml | Self::Avro => Ok(()),
+            Self::Xml => crate::formats::xml::check_well_formed(payload),
+            Self::Avro => Ok(()),
         }
     }
 }

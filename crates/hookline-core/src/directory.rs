@@ -1,7 +1,7 @@
 //! The subscription directory: which applications receive a product's
 //! events, and where and with which secrets to send them.
 
-use crate::{ApplicationId, ApplicationState, SigningSecret};
+use crate::{ApplicationId, ApplicationState, PlanLimit, SigningSecret};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,6 +14,8 @@ pub struct Endpoint {
     pub application_id: ApplicationId,
     pub url: String,
     pub plan: String,
+    /// The plan's rate limit; `None` when the plan is unlimited.
+    pub limit: Option<PlanLimit>,
     /// Active secrets, newest first; all of them sign each delivery.
     pub secrets: Vec<SigningSecret>,
     pub active: bool,
@@ -30,7 +32,7 @@ pub struct DirectoryError {
 
 #[async_trait]
 pub trait Directory: Send + Sync + 'static {
-    /// Active applications subscribed to `product`.
+    /// Applications subscribed to `product` whose events are kept for them.
     async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError>;
     /// Looks up the endpoint of one application; `None` when it no longer exists.
     async fn endpoint(
@@ -66,6 +68,28 @@ impl StoreDirectory {
     }
 }
 
+impl StoreDirectory {
+    /// Reads the rate limit of the plan `name`. A name with no stored plan,
+    /// which only a writer other than the admin API can leave, means no limit.
+    async fn plan_limit(&self, name: &str) -> Result<Option<PlanLimit>, DirectoryError> {
+        match self.store.plan(name).await.map_err(store_failure)? {
+            Some(plan) => Ok(plan.rate_limit()),
+            None => {
+                tracing::warn!(
+                    plan = name,
+                    "Application has a plan that does not exist; sending without a rate limit"
+                );
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Counts a cache lookup of [`StoreDirectory`]; an expired entry is a miss.
+fn count_cache_lookup(result: &'static str) {
+    metrics::counter!("hookline_directory_cache_total", "result" => result).increment(1);
+}
+
 fn store_failure(error: crate::store::StoreError) -> DirectoryError {
     DirectoryError {
         message: error.to_string(),
@@ -84,17 +108,21 @@ impl Directory for StoreDirectory {
             .get(product)
         {
             if read_at.elapsed() < self.ttl {
+                count_cache_lookup("hit");
                 return Ok(ids.clone());
             }
         }
+        count_cache_lookup("miss");
         let applications = self
             .store
             .applications(Some(product))
             .await
             .map_err(store_failure)?;
+        // Disabled applications stay subscribed: their deliveries are kept
+        // until the application is enabled again, and the dispatcher holds
+        // them back meanwhile.
         let ids: Arc<[ApplicationId]> = applications
             .into_iter()
-            .filter(|application| application.state == ApplicationState::Active)
             .map(|application| application.id)
             .collect();
         let entry = (ids.clone(), Instant::now());
@@ -110,16 +138,20 @@ impl Directory for StoreDirectory {
         if let Some((endpoint, read_at)) = self.cache.read().expect("cache lock").endpoints.get(id)
         {
             if read_at.elapsed() < self.ttl {
+                count_cache_lookup("hit");
                 return Ok(Some(endpoint.clone()));
             }
         }
+        count_cache_lookup("miss");
         let Some(application) = self.store.application(id).await.map_err(store_failure)? else {
             return Ok(None);
         };
+        let limit = self.plan_limit(&application.plan).await?;
         let endpoint = Arc::new(Endpoint {
             application_id: application.id,
             url: application.webhook_url,
             plan: application.plan,
+            limit,
             secrets: vec![application.secret],
             active: application.state == ApplicationState::Active,
         });

@@ -13,12 +13,15 @@ pub struct Product {
     /// Kafka topic the product's events are read from.
     pub topic: String,
     pub content_type: ContentType,
+    /// JSON Schema text for a JSON product, or an Avro schema (JSON) for an
+    /// Avro product; see [`crate::formats`].
+    pub schema: Option<String>,
+    /// Whether payloads are validated against the schema (JSON) or decoded
+    /// (Avro) on ingest, besides the well-formedness check.
+    pub validate: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
-
-/// Names of the plans that exist out of the box.
-pub const KNOWN_PLANS: [&str; 2] = ["free", "paid"];
 
 /// Whether an application receives deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -135,6 +135,16 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), QueueError>;
 
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+
+    /// Makes the scheduled tasks of `application` due now, so that an
+    /// endpoint that was enabled again gets what was kept for it without
+    /// waiting out the postponement. Returns how many tasks it moved. A
+    /// queue that cannot reschedule queued tasks returns `Ok(0)` and they
+    /// stay due at their postponed time.
+    async fn wake_application(&self, application: &ApplicationId) -> Result<u64, QueueError> {
+        let _ = application;
+        Ok(0)
+    }
 }
 
 #[cfg(test)]

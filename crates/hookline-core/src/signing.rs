@@ -28,10 +28,22 @@ pub struct SigningSecret {
     key: Vec<u8>,
 }
 
-/// A secret string that is not `whsec_` followed by base64.
+/// Minimum key length that [`SigningSecret::parse`] accepts, in bytes.
+pub const MIN_SECRET_BYTES: usize = 24;
+/// Maximum key length that [`SigningSecret::parse`] accepts, in bytes.
+pub const MAX_SECRET_BYTES: usize = 64;
+
+/// A secret string that is not `whsec_` followed by the canonical base64 of
+/// 24 to 64 bytes. The message never contains the rejected value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid signing secret: expected `whsec_` followed by base64 of at least 24 bytes")]
-pub struct InvalidSecret;
+pub enum InvalidSecret {
+    #[error("invalid signing secret: it must start with `whsec_`")]
+    MissingPrefix,
+    #[error("invalid signing secret: the part after `whsec_` is not canonical padded base64")]
+    NotBase64,
+    #[error("invalid signing secret: the key is {bytes} bytes long; expected {MIN_SECRET_BYTES} to {MAX_SECRET_BYTES}")]
+    KeyLength { bytes: usize },
+}
 
 impl SigningSecret {
     /// Creates a secret from 32 random bytes.
@@ -42,17 +54,38 @@ impl SigningSecret {
         Self { encoded, key }
     }
 
-    /// Parses `whsec_<base64>`. Keys shorter than 24 bytes are rejected.
+    /// Parses `whsec_<base64>` strictly: canonical padded base64 with no
+    /// whitespace, of a key of 24 to 64 bytes.
     pub fn parse(value: &str) -> Result<Self, InvalidSecret> {
-        let base64 = value.strip_prefix(SECRET_PREFIX).ok_or(InvalidSecret)?;
-        let key = STANDARD.decode(base64).map_err(|_| InvalidSecret)?;
-        if key.len() < 24 {
-            return Err(InvalidSecret);
+        let base64 = value
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(InvalidSecret::MissingPrefix)?;
+        // The decoder's error names the offending byte, so it is dropped
+        // here: it would echo part of the secret.
+        let key = STANDARD
+            .decode(base64)
+            .map_err(|_| InvalidSecret::NotBase64)?;
+        if !(MIN_SECRET_BYTES..=MAX_SECRET_BYTES).contains(&key.len()) {
+            return Err(InvalidSecret::KeyLength { bytes: key.len() });
         }
         Ok(Self {
             encoded: value.to_owned(),
             key,
         })
+    }
+
+    /// Wraps a key that comes from elsewhere as raw bytes, such as a 3scale
+    /// application's `user_key`, whose UTF-8 bytes are then the HMAC key.
+    /// Unlike [`SigningSecret::parse`] it accepts keys of any length,
+    /// because the key's owner chose it. The `whsec_` form is the base64 of
+    /// these bytes, so a Standard Webhooks library verifies with
+    /// `whsec_<base64 of the user_key>`.
+    pub fn from_raw_key(key: &[u8]) -> Self {
+        let encoded = format!("{SECRET_PREFIX}{}", STANDARD.encode(key));
+        Self {
+            encoded,
+            key: key.to_vec(),
+        }
     }
 
     /// Returns the `whsec_…` form, to show to the application's owner once.
@@ -261,13 +294,101 @@ mod tests {
     }
 
     #[test]
+    fn raw_key_signs_with_its_bytes() {
+        let secret = SigningSecret::from_raw_key(b"a1b2c3d4e5f60718293a4b5c6d7e8f90");
+        let mut mac = HmacSha256::new_from_slice(b"a1b2c3d4e5f60718293a4b5c6d7e8f90").unwrap();
+        mac.update(format!("{VECTOR_ID}.{VECTOR_TIMESTAMP}.").as_bytes());
+        mac.update(VECTOR_BODY);
+        let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            secret.sign(VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY),
+            expected
+        );
+        assert_eq!(
+            secret.expose(),
+            "whsec_YTFiMmMzZDRlNWY2MDcxODI5M2E0YjVjNmQ3ZThmOTA="
+        );
+        assert_eq!(SigningSecret::parse(secret.expose()).unwrap(), secret);
+    }
+
+    #[test]
     fn parse_rejects_malformed_secrets() {
         assert_eq!(
             SigningSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            Err(InvalidSecret)
+            Err(InvalidSecret::MissingPrefix)
         );
-        assert_eq!(SigningSecret::parse("whsec_!!!"), Err(InvalidSecret));
-        assert_eq!(SigningSecret::parse("whsec_c2hvcnQ="), Err(InvalidSecret));
+        assert_eq!(
+            SigningSecret::parse("whsec_!!!"),
+            Err(InvalidSecret::NotBase64)
+        );
+        assert_eq!(
+            SigningSecret::parse("whsec_c2hvcnQ="),
+            Err(InvalidSecret::KeyLength { bytes: 5 })
+        );
+    }
+
+    #[test]
+    fn parse_accepts_only_24_to_64_byte_keys() {
+        for bytes in [0, 1, 23, 65, 100] {
+            let text = format!("whsec_{}", STANDARD.encode(vec![7u8; bytes]));
+            assert_eq!(
+                SigningSecret::parse(&text),
+                Err(InvalidSecret::KeyLength { bytes }),
+                "{bytes}-byte key"
+            );
+        }
+        for bytes in [24, 32, 64] {
+            let text = format!("whsec_{}", STANDARD.encode(vec![7u8; bytes]));
+            assert!(SigningSecret::parse(&text).is_ok(), "{bytes}-byte key");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_non_canonical_base64() {
+        let canonical = STANDARD.encode([9u8; 32]);
+        let cases = [
+            format!("whsec_{}", canonical.trim_end_matches('=')),
+            format!("whsec_ {canonical}"),
+            format!("whsec_{canonical}\n"),
+            // The URL-safe alphabet in place of `+` and `/`.
+            format!(
+                "whsec_{}",
+                STANDARD
+                    .encode([0xfb; 32])
+                    .replace('+', "-")
+                    .replace('/', "_")
+            ),
+            // The last character carries bits past the key's end.
+            format!(
+                "whsec_{}",
+                STANDARD.encode([9u8; 31]).replace("CQ==", "CR==")
+            ),
+        ];
+        for case in cases {
+            assert_eq!(
+                SigningSecret::parse(&case),
+                Err(InvalidSecret::NotBase64),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_echo_the_value() {
+        let values = [
+            "sk_live_4f9a2b8c7d6e5f4a3b2c1d0e".to_owned(),
+            "whsec_%%%SECRETPART%%%".to_owned(),
+            format!("whsec_{}", STANDARD.encode(b"SECRETPART-too-short")),
+            format!("whsec_{}", STANDARD.encode([b'S'; 80])),
+        ];
+        for value in &values {
+            let error = SigningSecret::parse(value).unwrap_err();
+            let message = error.to_string();
+            assert!(!message.contains(value.as_str()), "{message}");
+            assert!(!message.contains("SECRETPART"), "{message}");
+            let payload = value.trim_start_matches("whsec_");
+            assert!(!message.contains(payload), "{message}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The state store contract: catalogue, events, deliveries and attempts.
+//! The state store contract: catalogue, events, deliveries, attempts,
+//! plans and usage.
 
+use crate::endpoint_health::Disablement;
 use crate::queue::DeliveryTask;
+use crate::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageQuery};
 use crate::{
     Application, ApplicationId, Attempt, DeliveryId, DeliveryRecord, DeliveryState, Event, EventId,
-    Product,
+    Plan, Product,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -63,8 +66,31 @@ pub struct RejectedRecord {
     pub topic: Option<String>,
     pub partition: Option<i32>,
     pub offset: Option<i64>,
+    /// The producer's idempotency key, so that a replay deduplicates like
+    /// the original record would have.
+    pub idempotency_key: Option<String>,
     pub payload: Option<bytes::Bytes>,
     pub received_at: OffsetDateTime,
+}
+
+/// A stored [`RejectedRecord`] with its id and replay state.
+#[derive(Debug, Clone)]
+pub struct StoredRejection {
+    pub id: i64,
+    pub record: RejectedRecord,
+    /// When a replay made an event of it; `None` while it waits.
+    pub replayed_at: Option<OffsetDateTime>,
+    pub replayed_event: Option<EventId>,
+}
+
+/// Filter for listing a product's rejected records.
+#[derive(Debug, Clone, Default)]
+pub struct RejectionFilter {
+    /// Also list records that were replayed.
+    pub include_replayed: bool,
+    /// Only records with a smaller id (keyset pagination, newest first).
+    pub before: Option<i64>,
+    pub limit: u32,
 }
 
 /// Dead delivery with its reason, as the dead-letter list shows it.
@@ -104,10 +130,18 @@ pub trait Store: Send + Sync + 'static {
     async fn create_product(&self, product: &Product) -> Result<(), StoreError>;
     async fn product(&self, name: &str) -> Result<Option<Product>, StoreError>;
     async fn products(&self) -> Result<Vec<Product>, StoreError>;
+    /// Replaces the schema and the `validate` flag of a product. Returns
+    /// `false` when the product does not exist.
+    async fn update_product_schema(&self, product: &Product) -> Result<bool, StoreError>;
 
     async fn create_application(&self, application: &Application) -> Result<(), StoreError>;
     async fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError>;
     async fn applications(&self, product: Option<&str>) -> Result<Vec<Application>, StoreError>;
+    /// Inserts an application kept by an external directory, or updates its
+    /// name, product, plan, webhook URL and state. An existing row keeps its
+    /// secret and creation time, so the secret of a new row is a placeholder
+    /// when the directory signs with secrets of its own.
+    async fn upsert_application(&self, application: &Application) -> Result<(), StoreError>;
 
     /// Stores events and their deliveries atomically per event, deduplicating
     /// by product and idempotency key (also within the batch).
@@ -126,6 +160,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes idempotency keys older than `before`; returns how many.
     async fn expire_idempotency_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
     async fn record_rejected(&self, record: &RejectedRecord) -> Result<(), StoreError>;
+    /// Lists a product's rejected records, newest first.
+    async fn rejections(
+        &self,
+        product: &str,
+        filter: &RejectionFilter,
+    ) -> Result<Vec<StoredRejection>, StoreError>;
+    async fn rejection(&self, id: i64) -> Result<Option<StoredRejection>, StoreError>;
+    /// Marks a rejected record as replayed into `event`. Returns `false`
+    /// when it does not exist or was already replayed.
+    async fn mark_replayed(&self, id: i64, event: &EventId) -> Result<bool, StoreError>;
 
     /// Records attempts and the resulting delivery states in one batch.
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError>;
@@ -140,6 +184,88 @@ pub trait Store: Send + Sync + 'static {
     /// when the delivery is not dead.
     async fn revive(&self, id: &DeliveryId) -> Result<Option<DeliveryTask>, StoreError>;
 
+    async fn create_plan(&self, plan: &Plan) -> Result<(), StoreError>;
+    async fn plan(&self, name: &str) -> Result<Option<Plan>, StoreError>;
+    /// Lists every plan by name.
+    async fn plans(&self) -> Result<Vec<Plan>, StoreError>;
+    /// Replaces the terms of the plan named `plan.name`, keeping its creation
+    /// time; returns `false` when no plan has that name.
+    async fn update_plan(&self, plan: &Plan) -> Result<bool, StoreError>;
+    /// Moves an application to the plan `plan`, which the caller checked;
+    /// returns `false` when the application does not exist.
+    async fn set_application_plan(
+        &self,
+        application: &ApplicationId,
+        plan: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds a batch to the stored hourly and per-window usage totals.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+    /// Hourly totals of hours that start in `[query.from, query.to)`, by
+    /// application and then hour. Hours without usage have no entry.
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<HourlyUsage>, StoreError>;
+    /// Windows with throttled notifications that overlap `[from, to)`.
+    async fn over_limit_windows(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<OverLimitWindow>, StoreError>;
+
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Disables an active application, storing why and when. Returns
+    /// `false` when it does not exist or is disabled already, so of several
+    /// dispatchers that see the same failure, one reports it.
+    async fn disable_application(
+        &self,
+        application: &ApplicationId,
+        disablement: &Disablement,
+    ) -> Result<bool, StoreError> {
+        let _ = (application, disablement);
+        Err(unsupported("disable applications"))
+    }
+
+    /// Enables an application and forgets its disablement and failure
+    /// streak. Returns `false` when it does not exist.
+    async fn enable_application(&self, application: &ApplicationId) -> Result<bool, StoreError> {
+        let _ = application;
+        Err(unsupported("enable applications"))
+    }
+
+    /// Why and when the application was disabled by Hookline; `None` when it
+    /// is active, does not exist, or was disabled by something else.
+    async fn disablement(
+        &self,
+        application: &ApplicationId,
+    ) -> Result<Option<Disablement>, StoreError> {
+        let _ = application;
+        Err(unsupported("read disablements"))
+    }
+
+    /// Records a failed attempt to the application's endpoint and returns
+    /// the start of its failure streak: `at` unless an earlier failure with
+    /// no success since started it. `None` when the application does not exist.
+    async fn record_endpoint_failure(
+        &self,
+        application: &ApplicationId,
+        at: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let _ = (application, at);
+        Err(unsupported("track failing endpoints"))
+    }
+
+    /// Records a successful attempt, which ends any failure streak.
+    async fn record_endpoint_success(&self, application: &ApplicationId) -> Result<(), StoreError> {
+        let _ = application;
+        Err(unsupported("track failing endpoints"))
+    }
+}
+
+/// The error of a store that lacks an optional operation.
+fn unsupported(operation: &str) -> StoreError {
+    StoreError::backend(
+        format!("this state store cannot {operation}"),
+        std::io::Error::from(std::io::ErrorKind::Unsupported),
+    )
 }

@@ -97,7 +97,10 @@ fn is_metadata(ip: IpAddr) -> bool {
         IpAddr::V6(v6) => embedded_v4(v6),
     };
     if let Some(v4) = v4 {
-        return matches!(v4.octets(), [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]);
+        return matches!(
+            v4.octets(),
+            [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]
+        );
     }
     ip == IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254))
 }
@@ -259,15 +262,26 @@ mod tests {
             allow_private: true,
             ..AddressPolicy::default()
         };
-        for ip in ["169.254.169.254", "::ffff:169.254.169.254", "fd00:ec2::254", "100.100.100.200"] {
-            assert!(!relaxed.is_allowed(ip.parse().unwrap()), "{ip} must stay blocked");
+        for ip in [
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+            "100.100.100.200",
+        ] {
+            assert!(
+                !relaxed.is_allowed(ip.parse().unwrap()),
+                "{ip} must stay blocked"
+            );
         }
         let named = AddressPolicy {
             allow_private: true,
             allowed_networks: vec!["169.254.169.254/32".parse().unwrap()],
             ..AddressPolicy::default()
         };
-        assert!(named.is_allowed("169.254.169.254".parse().unwrap()), "a listed network opens it");
+        assert!(
+            named.is_allowed("169.254.169.254".parse().unwrap()),
+            "a listed network opens it"
+        );
     }
 
     #[test]
@@ -291,7 +305,12 @@ mod tests {
         for case in cases {
             let result = strict().check_url(case);
             assert!(
-                matches!(result, Err(UrlError::BlockedAddress(_)) | Err(UrlError::Credentials) | Err(UrlError::Invalid(_))),
+                matches!(
+                    result,
+                    Err(UrlError::BlockedAddress(_))
+                        | Err(UrlError::Credentials)
+                        | Err(UrlError::Invalid(_))
+                ),
                 "{case} must be rejected, got {result:?}"
             );
         }
@@ -299,16 +318,31 @@ mod tests {
 
     #[test]
     fn other_schemes_are_rejected() {
-        for case in ["file:///etc/passwd", "gopher://hooks.example.com/", "ftp://hooks.example.com/", "javascript:alert(1)", "data:text/plain,x"] {
-            assert!(matches!(strict().check_url(case), Err(UrlError::NotHttps(_))), "{case}");
+        for case in [
+            "file:///etc/passwd",
+            "gopher://hooks.example.com/",
+            "ftp://hooks.example.com/",
+            "javascript:alert(1)",
+            "data:text/plain,x",
+        ] {
+            assert!(
+                matches!(strict().check_url(case), Err(UrlError::NotHttps(_))),
+                "{case}"
+            );
         }
     }
 
     #[test]
     fn public_idn_and_ipv6_hosts_work() {
         let idn = strict().check_url("https://bücher.example/hook").unwrap();
-        assert_eq!(idn.host_str(), Some("xn--bcher-kva.example"), "the A-label is used");
-        let v6 = strict().check_url("https://[2606:4700:4700::1111]/hook").unwrap();
+        assert_eq!(
+            idn.host_str(),
+            Some("xn--bcher-kva.example"),
+            "the A-label is used"
+        );
+        let v6 = strict()
+            .check_url("https://[2606:4700:4700::1111]/hook")
+            .unwrap();
         assert_eq!(v6.host_str(), Some("[2606:4700:4700::1111]"));
     }
 

@@ -1,7 +1,10 @@
+use crate::registry::{RegistryError, SchemaRegistry};
+use crate::validation::Validator;
 use bytes::Bytes;
 use hookline_core::content::PayloadError;
 use hookline_core::dedup::{DedupError, Deduplicator, KeyRef, StoreOnly};
 use hookline_core::directory::{Directory, DirectoryError};
+use hookline_core::formats;
 use hookline_core::queue::{DeliveryQueue, QueueError};
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord, Store, StoreError};
 use hookline_core::{ContentType, DeliveryId, Event, EventId, EventSource, Product, WebhookId};
@@ -53,6 +56,16 @@ pub enum Rejected {
     KeyTooLong(usize),
     #[error(transparent)]
     InvalidPayload(#[from] PayloadError),
+    #[error(
+        "the schema of product {product:?} does not compile ({message}); fix it with \
+         PATCH /api/v1/products/{product}"
+    )]
+    InvalidSchema { product: String, message: String },
+    #[error(
+        "Avro payload names schema id {schema_id}, but schema_registry.url is not set, so \
+         product {product:?} cannot decode it; set the URL or give the product a schema"
+    )]
+    NoSchemaRegistry { product: String, schema_id: u32 },
 }
 
 /// A backend failed; nothing was acknowledged, so the source retries.
@@ -68,6 +81,9 @@ pub enum CreatorError {
     /// configured to wait for it rather than rely on the state store alone.
     #[error(transparent)]
     Dedup(#[from] DedupError),
+    /// The schema registry is unreachable or failed; the event is retried.
+    #[error(transparent)]
+    SchemaRegistry(#[from] RegistryError),
 }
 
 /// What the creator does while the shared idempotency key store is down.
@@ -105,6 +121,39 @@ impl Default for CreatorSettings {
 
 const MAX_KEY_BYTES: usize = 256;
 
+/// Checks an incoming event against its product before anything is stored:
+/// the payload size, the idempotency key's length, the declared content type
+/// and the payload's well-formedness. Schemas are checked after this.
+pub fn check_incoming(
+    product: &Product,
+    incoming: &IncomingEvent,
+    max_payload_size: usize,
+) -> Result<(), Rejected> {
+    let size = incoming.payload.len();
+    if size > max_payload_size {
+        return Err(Rejected::TooLarge {
+            size,
+            max: max_payload_size,
+        });
+    }
+    if let Some(key) = &incoming.idempotency_key {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(Rejected::KeyTooLong(key.len()));
+        }
+    }
+    if let Some(given) = &incoming.content_type {
+        if ContentType::parse(given) != Some(product.content_type) {
+            return Err(Rejected::ContentTypeMismatch {
+                product: product.name.clone(),
+                given: given.clone(),
+                expected: product.content_type,
+            });
+        }
+    }
+    product.content_type.check_payload(&incoming.payload)?;
+    Ok(())
+}
+
 /// Deduplicates, fans out and enqueues events.
 pub struct Creator {
     store: Arc<dyn Store>,
@@ -114,6 +163,7 @@ pub struct Creator {
     settings: CreatorSettings,
     /// Products by name with the time they were read; never held across an await.
     products: RwLock<HashMap<String, (Product, std::time::Instant)>>,
+    validator: Validator,
 }
 
 impl Creator {
@@ -123,6 +173,9 @@ impl Creator {
         directory: Arc<dyn Directory>,
         settings: CreatorSettings,
     ) -> Self {
+        // A string or bytes value of an Avro datum is never longer than the
+        // payload, so no single allocation while decoding needs more.
+        formats::avro::limit_allocations(settings.max_payload_size);
         Self {
             store,
             queue,
@@ -130,7 +183,15 @@ impl Creator {
             dedup: Arc::new(StoreOnly),
             settings,
             products: RwLock::new(HashMap::new()),
+            validator: Validator::default(),
         }
+    }
+
+    /// Looks up the schemas of Avro payloads in the schema-registry wire
+    /// format in `registry`.
+    pub fn with_schema_registry(mut self, registry: SchemaRegistry) -> Self {
+        self.validator.set_registry(registry);
+        self
     }
 
     /// Puts a shared idempotency key store in front of the state store.
@@ -301,6 +362,9 @@ impl Creator {
         if let Err(rejected) = self.check(&product, &incoming) {
             return Ok(Err(rejected));
         }
+        if let Err(rejected) = self.validator.check(&product, &incoming.payload).await? {
+            return Ok(Err(rejected));
+        }
 
         let subscribers = self.directory.subscribers(&product.name).await?;
         let id = EventId::generate();
@@ -323,29 +387,7 @@ impl Creator {
     }
 
     fn check(&self, product: &Product, incoming: &IncomingEvent) -> Result<(), Rejected> {
-        let size = incoming.payload.len();
-        if size > self.settings.max_payload_size {
-            return Err(Rejected::TooLarge {
-                size,
-                max: self.settings.max_payload_size,
-            });
-        }
-        if let Some(key) = &incoming.idempotency_key {
-            if key.len() > MAX_KEY_BYTES {
-                return Err(Rejected::KeyTooLong(key.len()));
-            }
-        }
-        if let Some(given) = &incoming.content_type {
-            if ContentType::parse(given) != Some(product.content_type) {
-                return Err(Rejected::ContentTypeMismatch {
-                    product: product.name.clone(),
-                    given: given.clone(),
-                    expected: product.content_type,
-                });
-            }
-        }
-        product.content_type.check_payload(&incoming.payload)?;
-        Ok(())
+        check_incoming(product, incoming, self.settings.max_payload_size)
     }
 
     /// Looks a product up through a short-lived cache.

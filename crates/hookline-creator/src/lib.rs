@@ -10,8 +10,12 @@
 
 mod batcher;
 mod creator;
+mod registry;
+mod validation;
 
 pub use batcher::{IngestBatcher, IngestError};
 pub use creator::{
-    Accepted, Creator, CreatorError, CreatorSettings, DedupFailure, IncomingEvent, Rejected,
+    check_incoming, Accepted, Creator, CreatorError, CreatorSettings, DedupFailure, IncomingEvent,
+    Rejected,
 };
+pub use registry::{RegistryError, SchemaRegistry};

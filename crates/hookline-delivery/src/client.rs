@@ -1,9 +1,10 @@
 //! The shared HTTPS client. One instance serves every delivery, so
 //! connections and TLS sessions are reused across deliveries.
 
+use futures::future::BoxFuture;
 use hookline_core::webhook_url::AddressPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,20 +49,45 @@ pub struct BlockedAddress {
     pub addresses: String,
 }
 
+/// Looks up the addresses of a host name. [`build_client`] uses the system
+/// resolver; tests pass their own to [`build_client_with_lookup`] so that no
+/// DNS query leaves the machine.
+pub trait HostLookup: Send + Sync + 'static {
+    fn lookup(&self, host: &str) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>>;
+}
+
+/// The operating system's resolver (`getaddrinfo`, on a blocking thread).
+struct SystemLookup;
+
+impl HostLookup for SystemLookup {
+    fn lookup(&self, host: &str) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            let addresses = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            Ok(addresses.map(|address| address.ip()).collect())
+        })
+    }
+}
+
 /// Resolves host names and drops every address the policy rejects. reqwest
 /// dials exactly the addresses returned here, so a DNS answer cannot change
 /// between the check and the connection.
 struct GuardedResolver {
     policy: Arc<AddressPolicy>,
+    lookup: Arc<dyn HostLookup>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
+        let lookup = self.lookup.lookup(name.as_str());
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let resolved: Vec<SocketAddr> = lookup
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             let allowed: Vec<SocketAddr> = resolved
                 .iter()
                 .copied()
@@ -83,8 +109,18 @@ impl Resolve for GuardedResolver {
 /// Builds the delivery client: rustls, no redirects, a total deadline per
 /// attempt, connection reuse, and the guarded resolver.
 pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, ClientError> {
+    build_client_with_lookup(settings, Arc::new(SystemLookup))
+}
+
+/// Builds the delivery client like [`build_client`], resolving host names
+/// with `lookup` instead of the system resolver.
+pub fn build_client_with_lookup(
+    settings: &ClientSettings,
+    lookup: Arc<dyn HostLookup>,
+) -> Result<reqwest::Client, ClientError> {
     let resolver = GuardedResolver {
         policy: Arc::new(settings.policy.clone()),
+        lookup,
     };
     let mut builder = reqwest::Client::builder()
         .use_rustls_tls()

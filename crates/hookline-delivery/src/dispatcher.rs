@@ -1,16 +1,22 @@
-//! The dispatcher loop: lease due tasks, attempt them concurrently, decide
-//! retry or dead letter, and pass outcomes to the recorder.
+//! The dispatcher loop: lease due tasks, check each application's rate
+//! limit, attempt them concurrently, decide retry or dead letter, and pass
+//! outcomes to the recorder.
 
-use crate::egress::{AttemptReport, Egress};
+mod health;
+mod outcome;
+mod throttle;
+
+use crate::egress::Egress;
 use crate::recorder::{self, Finished};
+use crate::retry_policy::SharedRetryPolicy;
 use hookline_core::directory::{Directory, Endpoint};
+use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::queue::{DeliveryQueue, Leased, Settlement};
-use hookline_core::retry::RetryDecision;
-use hookline_core::store::{AttemptOutcome, DeliveryUpdate, Store};
-use hookline_core::{Attempt, AttemptResult, RetryPolicy};
+use hookline_core::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use throttle::Admission;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -26,12 +32,24 @@ pub struct DispatcherSettings {
     /// outlast the request timeout so a slow endpoint is not sent a second
     /// concurrent copy.
     pub visibility_timeout: Duration,
-    pub retry: RetryPolicy,
+    /// Read after every failed attempt, so a reload applies to the next one.
+    pub retry: SharedRetryPolicy,
     /// How long in-flight attempts may take to finish after shutdown starts.
     pub shutdown_grace: Duration,
     /// How long a task waits for a slot of its busy endpoint before it is
     /// put back in the queue for the same delay, without counting an attempt.
     pub busy_endpoint_delay: Duration,
+    /// Replaces the window length of every plan, so tests can use short
+    /// windows; `None` uses each plan's own period.
+    pub limit_period_override: Option<Duration>,
+    /// How long an endpoint may fail every attempt before its application
+    /// is disabled (`delivery.disable_after`); `None` never disables for
+    /// failures alone. A 410 Gone disables at once either way.
+    pub disable_after: Option<Duration>,
+    /// How long a delivery of a disabled application waits before the
+    /// dispatcher looks at it again. Enabling the application through the
+    /// API makes its deliveries due at once where the queue supports it.
+    pub disabled_recheck: Duration,
 }
 
 impl Default for DispatcherSettings {
@@ -40,9 +58,12 @@ impl Default for DispatcherSettings {
             concurrency: 256,
             per_endpoint_concurrency: 32,
             visibility_timeout: Duration::from_secs(60),
-            retry: RetryPolicy::default(),
+            retry: SharedRetryPolicy::default(),
             shutdown_grace: Duration::from_secs(20),
             busy_endpoint_delay: Duration::from_millis(200),
+            limit_period_override: None,
+            disable_after: Some(Duration::from_secs(5 * 24 * 60 * 60)),
+            disabled_recheck: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -53,12 +74,16 @@ pub struct Dispatcher {
     queue: Arc<dyn DeliveryQueue>,
     directory: Arc<dyn Directory>,
     egress: Arc<dyn Egress>,
+    limiter: Arc<dyn RateLimiter>,
     settings: DispatcherSettings,
     /// One semaphore per endpoint authority; the lock is never held across an await.
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Failure streaks of endpoints as this process last saw them.
+    health: health::HealthBook,
 }
 
 impl Dispatcher {
+    /// Creates a dispatcher whose rate limits count in this process only.
     pub fn new(
         store: Arc<dyn Store>,
         queue: Arc<dyn DeliveryQueue>,
@@ -66,13 +91,29 @@ impl Dispatcher {
         egress: Arc<dyn Egress>,
         settings: DispatcherSettings,
     ) -> Arc<Self> {
+        let limiter = Arc::new(LocalRateLimiter::new());
+        Self::with_limiter(store, queue, directory, egress, limiter, settings)
+    }
+
+    /// Creates a dispatcher that counts notifications with `limiter`, which
+    /// may be shared with other processes.
+    pub fn with_limiter(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn DeliveryQueue>,
+        directory: Arc<dyn Directory>,
+        egress: Arc<dyn Egress>,
+        limiter: Arc<dyn RateLimiter>,
+        settings: DispatcherSettings,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             queue,
             directory,
             egress,
+            limiter,
             settings,
             endpoints: Mutex::new(HashMap::new()),
+            health: health::HealthBook::default(),
         })
     }
 
@@ -171,7 +212,7 @@ impl Dispatcher {
         };
         if !endpoint.active {
             // Deliveries of a disabled application are kept until it is enabled.
-            return self.postpone(lease, Duration::from_secs(60));
+            return self.postpone(lease, self.settings.disabled_recheck);
         }
 
         // Waiting briefly for a busy endpoint keeps its pipeline full; waiting
@@ -182,79 +223,18 @@ impl Dispatcher {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) | Err(_) => return self.postpone(lease, wait),
         };
-        let report = self.egress.attempt(task, &endpoint).await;
-        self.conclude(lease, report)
-    }
-
-    /// Turns an attempt report into the attempt record and the next step.
-    fn conclude(&self, lease: Leased, report: AttemptReport) -> Finished {
-        let task = &lease.task;
-        metrics::histogram!("hookline_attempt_duration_seconds")
-            .record(report.duration.as_secs_f64());
-        let number = task.attempts_made + 1;
-        let attempt = Attempt {
-            delivery_id: task.delivery_id.clone(),
-            number,
-            started_at: report.started_at,
-            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
-            result: report.result.clone(),
-            response_excerpt: report.response_excerpt,
-            response_truncated: report.response_truncated,
+        // The limit is checked once the endpoint slot is taken, so a task
+        // postponed for a busy endpoint does not use up its window.
+        let lease = match self.admit(lease, &endpoint).await {
+            Admission::Send(lease) => lease,
+            Admission::Done(finished) => return *finished,
         };
-
-        if report.result.is_success() {
-            tracing::trace!(delivery_id = %task.delivery_id, attempt = number, "Delivered");
-            metrics::counter!("hookline_deliveries_total", "outcome" => "delivered").increment(1);
-            let outcome = AttemptOutcome {
-                attempt,
-                update: DeliveryUpdate::Delivered,
-            };
-            return Finished {
-                outcome: Some(outcome),
-                settlement: Settlement::Ack { lease },
-            };
+        let report = self.egress.attempt(&lease.task, &endpoint).await;
+        if let Some(cause) = self.check_health(&endpoint, &report).await {
+            self.disable(&endpoint, cause).await;
+            return self.keep_for_disabled(lease, &endpoint, report);
         }
-
-        let error = describe(&report.result);
-        match self
-            .settings
-            .retry
-            .after_failure(number, report.retry_after)
-        {
-            RetryDecision::RetryAfter(wait) => {
-                let due_at = OffsetDateTime::now_utc() + wait;
-                metrics::counter!("hookline_deliveries_total", "outcome" => "retry").increment(1);
-                tracing::debug!(delivery_id = %task.delivery_id, attempt = number, %error, ?wait, "Attempt failed; retry scheduled");
-                let update = DeliveryUpdate::Retrying {
-                    next_attempt_at: due_at,
-                };
-                let outcome = AttemptOutcome { attempt, update };
-                let settlement = Settlement::Retry {
-                    lease,
-                    due_at,
-                    attempts_made: number,
-                };
-                Finished {
-                    outcome: Some(outcome),
-                    settlement,
-                }
-            }
-            RetryDecision::GiveUp => {
-                metrics::counter!("hookline_deliveries_total", "outcome" => "dead").increment(1);
-                tracing::warn!(delivery_id = %task.delivery_id, attempts = number, %error, "Delivery dead-lettered");
-                let update = DeliveryUpdate::Dead {
-                    reason: error.clone(),
-                };
-                let outcome = AttemptOutcome { attempt, update };
-                Finished {
-                    outcome: Some(outcome),
-                    settlement: Settlement::DeadLetter {
-                        lease,
-                        reason: error,
-                    },
-                }
-            }
-        }
+        self.conclude(lease, &endpoint, report)
     }
 
     /// Offers the task again after `delay` without counting an attempt.
@@ -268,36 +248,7 @@ impl Dispatcher {
                 due_at,
                 attempts_made,
             },
-        }
-    }
-
-    /// Dead-letters a delivery whose application was deleted, with that
-    /// reason, so it stays visible and can be replayed.
-    fn application_missing(&self, lease: Leased) -> Finished {
-        let task = &lease.task;
-        let reason = format!("application {} does not exist", task.application_id);
-        tracing::warn!(delivery_id = %task.delivery_id, application_id = %task.application_id, "Delivery dead-lettered: application not found");
-        let attempt = Attempt {
-            delivery_id: task.delivery_id.clone(),
-            number: task.attempts_made + 1,
-            started_at: OffsetDateTime::now_utc(),
-            duration_ms: 0,
-            result: AttemptResult::Error {
-                class: "application_not_found".into(),
-                message: reason.clone(),
-            },
-            response_excerpt: None,
-            response_truncated: false,
-        };
-        let outcome = AttemptOutcome {
-            attempt,
-            update: DeliveryUpdate::Dead {
-                reason: reason.clone(),
-            },
-        };
-        Finished {
-            outcome: Some(outcome),
-            settlement: Settlement::DeadLetter { lease, reason },
+            usage: None,
         }
     }
 
@@ -321,12 +272,5 @@ fn authority(url: &str) -> String {
             parsed.port_or_known_default().unwrap_or(0)
         ),
         Err(_) => url.to_owned(),
-    }
-}
-
-fn describe(result: &AttemptResult) -> String {
-    match result {
-        AttemptResult::Response { status } => format!("endpoint answered HTTP {status}"),
-        AttemptResult::Error { class, message } => format!("{class}: {message}"),
     }
 }

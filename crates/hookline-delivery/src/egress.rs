@@ -2,6 +2,7 @@
 //! send, capture the response.
 
 use crate::client::BlockedAddress;
+use crate::schema_header::{schema_id, SCHEMA_ID_HEADER};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hookline_core::directory::Endpoint;
@@ -35,16 +36,34 @@ pub trait Egress: Send + Sync + 'static {
     async fn attempt(&self, task: &DeliveryTask, endpoint: &Endpoint) -> AttemptReport;
 }
 
+/// Hard deadline of one attempt unless [`HttpEgress::with_deadline`] sets
+/// another; the same as the default `delivery.timeout`.
+pub const DEFAULT_ATTEMPT_DEADLINE: Duration = Duration::from_secs(15);
+
 /// In-process egress: signs with the Standard Webhooks scheme and sends with
 /// the shared client.
 pub struct HttpEgress {
     client: reqwest::Client,
     policy: AddressPolicy,
+    deadline: Duration,
 }
 
 impl HttpEgress {
     pub fn new(client: reqwest::Client, policy: AddressPolicy) -> Self {
-        Self { client, policy }
+        Self {
+            client,
+            policy,
+            deadline: DEFAULT_ATTEMPT_DEADLINE,
+        }
+    }
+
+    /// Sets the hard deadline of one attempt: resolving, connecting, the TLS
+    /// handshake, sending the request, and reading the response head and the
+    /// captured part of the body must all finish within it
+    /// (`delivery.timeout`).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     async fn send(
@@ -76,8 +95,11 @@ impl HttpEgress {
             timestamp,
             &task.payload,
         );
-        self.client
-            .post(url)
+        let mut request = self.client.post(url);
+        if let Some(schema_id) = schema_id(task) {
+            request = request.header(SCHEMA_ID_HEADER, schema_id);
+        }
+        request
             .header("webhook-id", task.webhook_id.as_str())
             .header("webhook-timestamp", timestamp)
             .header("webhook-signature", signature)
@@ -90,6 +112,52 @@ impl HttpEgress {
             .send()
             .await
             .map_err(|error| classify(&error))
+    }
+}
+
+/// Progress of an attempt, kept for the message when its deadline passes.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Status of the response head, once it arrived.
+    status: Option<u16>,
+}
+
+impl HttpEgress {
+    /// Sends the request and reads the response head and up to
+    /// [`RESPONSE_CAPTURE_LIMIT`] bytes of its body, noting progress so that
+    /// a timeout message can name the stage the attempt reached.
+    async fn exchange(
+        &self,
+        task: &DeliveryTask,
+        endpoint: &Endpoint,
+        report: &mut AttemptReport,
+        progress: &mut Progress,
+    ) {
+        let response = match self.send(task, endpoint).await {
+            Ok(response) => response,
+            Err(result) => {
+                report.result = result;
+                return;
+            }
+        };
+        let status = response.status().as_u16();
+        progress.status = Some(status);
+        report.retry_after = retry_after(&response);
+        report.result = AttemptResult::Response { status };
+        let captured = read_capped(response, RESPONSE_CAPTURE_LIMIT).await;
+        report.response_excerpt = Some(String::from_utf8_lossy(&captured.bytes).into_owned());
+        report.response_truncated = captured.truncated;
+        if let Some(error) = captured.error {
+            if error.is_timeout() {
+                report.result = AttemptResult::Error {
+                    class: "timeout".into(),
+                    message: format!(
+                        "the body of the HTTP {status} response did not arrive in time: {}",
+                        error_chain(&error)
+                    ),
+                };
+            }
+        }
     }
 }
 
@@ -106,16 +174,23 @@ impl Egress for HttpEgress {
             response_truncated: false,
             retry_after: None,
         };
-        match self.send(task, endpoint).await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                report.retry_after = retry_after(&response);
-                report.result = AttemptResult::Response { status };
-                let (excerpt, truncated) = read_capped(response, RESPONSE_CAPTURE_LIMIT).await;
-                report.response_excerpt = Some(String::from_utf8_lossy(&excerpt).into_owned());
-                report.response_truncated = truncated;
-            }
-            Err(result) => report.result = result,
+        let mut progress = Progress::default();
+        // reqwest's own timeout covers the same span. This one also bounds
+        // the body read, and applies whatever the client does.
+        let exchange = self.exchange(task, endpoint, &mut report, &mut progress);
+        if tokio::time::timeout(self.deadline, exchange).await.is_err() {
+            let stage = match progress.status {
+                Some(status) => format!("after the HTTP {status} response head"),
+                None => "before a response head arrived".to_owned(),
+            };
+            report.result = AttemptResult::Error {
+                class: "timeout".into(),
+                message: format!(
+                    "the attempt did not finish within its deadline of {:?} ({stage})",
+                    self.deadline
+                ),
+            };
+            report.retry_after = None;
         }
         report.duration = clock.elapsed();
         report
@@ -145,9 +220,21 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Reads at most `limit` bytes of the body, then drops the connection's
-/// remaining body. Returns the bytes and whether more were available.
-async fn read_capped(mut response: reqwest::Response, limit: usize) -> (Bytes, bool) {
+/// The start of a response body.
+struct Captured {
+    bytes: Bytes,
+    /// Whether the body went on past the captured bytes, or may have: a
+    /// body that failed part way is marked truncated too.
+    truncated: bool,
+    /// The error that ended the body early, if any.
+    error: Option<reqwest::Error>,
+}
+
+/// Reads at most `limit` bytes of the body, then drops the response, which
+/// closes an HTTP/1.1 connection and resets an HTTP/2 stream, so the rest
+/// of the body is never read. Content codings are not decoded, because the
+/// client is built without them: a compressed body is kept as it arrived.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Captured {
     let mut buffer = Vec::new();
     loop {
         match response.chunk().await {
@@ -155,16 +242,35 @@ async fn read_capped(mut response: reqwest::Response, limit: usize) -> (Bytes, b
                 let room = limit - buffer.len();
                 if chunk.len() > room {
                     buffer.extend_from_slice(&chunk[..room]);
-                    return (Bytes::from(buffer), true);
+                    return Captured {
+                        bytes: Bytes::from(buffer),
+                        truncated: true,
+                        error: None,
+                    };
                 }
                 buffer.extend_from_slice(&chunk);
             }
-            Ok(None) | Err(_) => return (Bytes::from(buffer), false),
+            Ok(None) => {
+                return Captured {
+                    bytes: Bytes::from(buffer),
+                    truncated: false,
+                    error: None,
+                }
+            }
+            Err(error) => {
+                return Captured {
+                    bytes: Bytes::from(buffer),
+                    truncated: true,
+                    error: Some(error),
+                }
+            }
         }
     }
 }
 
-/// Maps a client error to an error class for the attempt log.
+/// Maps a client error to an error class for the attempt log: `timeout`,
+/// `dns`, `connect`, `blocked_address`, `redirect`, a `tls_*` class, or
+/// `request` for anything else.
 fn classify(error: &reqwest::Error) -> AttemptResult {
     let mut class = if error.is_timeout() {
         "timeout"
@@ -179,9 +285,15 @@ fn classify(error: &reqwest::Error) -> AttemptResult {
     while let Some(cause) = source {
         if cause.is::<BlockedAddress>() {
             class = "blocked_address";
-        } else if cause.is::<rustls::Error>() {
-            class = "tls";
-        } else if cause.to_string().contains("dns error") {
+            break;
+        }
+        if let Some(tls) = rustls_error(cause) {
+            class = tls_class(tls);
+            break;
+        }
+        // hyper-util names resolver failures "dns error"; the resolver's
+        // own error follows in the chain.
+        if cause.to_string() == "dns error" || cause.to_string().starts_with("dns error:") {
             class = "dns";
         }
         source = cause.source();
@@ -189,6 +301,48 @@ fn classify(error: &reqwest::Error) -> AttemptResult {
     AttemptResult::Error {
         class: class.into(),
         message: error_chain(error),
+    }
+}
+
+/// Finds a rustls error in `cause`, directly or wrapped in the `io::Error`s
+/// that the TLS stream and reqwest's connector put around it (two of them
+/// in reqwest 0.12). `io::Error::source` skips the wrapped error itself, so
+/// walking the source chain alone would miss it.
+fn rustls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = cause;
+    loop {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = current.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
+}
+
+/// Error class of a failed TLS handshake.
+fn tls_class(error: &rustls::Error) -> &'static str {
+    use rustls::{AlertDescription, CertificateError};
+    match error {
+        rustls::Error::InvalidCertificate(certificate) => match certificate {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "tls_certificate_expired"
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "tls_certificate_not_yet_valid"
+            }
+            CertificateError::UnknownIssuer => "tls_unknown_issuer",
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                "tls_wrong_host"
+            }
+            CertificateError::Revoked => "tls_certificate_revoked",
+            _ => "tls_certificate_invalid",
+        },
+        rustls::Error::PeerIncompatible(_) | rustls::Error::PeerMisbehaved(_) => "tls_protocol",
+        rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion
+            | AlertDescription::HandshakeFailure
+            | AlertDescription::InsufficientSecurity,
+        ) => "tls_protocol",
+        _ => "tls",
     }
 }
 

@@ -1,9 +1,11 @@
-//! Writes attempt outcomes and queue settlements in batches: first the
-//! attempts and delivery states, then the queue settlements, so a crash in
-//! between repeats a delivery (at-least-once) and never loses one.
+//! Writes attempt outcomes, usage and queue settlements in batches: first
+//! the attempts and delivery states, then the usage totals, then the queue
+//! settlements, so a crash in between repeats a delivery (at-least-once) and
+//! never loses one.
 
 use hookline_core::queue::{DeliveryQueue, Settlement};
 use hookline_core::store::{AttemptOutcome, Store};
+use hookline_core::usage::{UsageBatch, UsageEvent};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -16,6 +18,8 @@ pub struct Finished {
     /// `None` when no attempt was made (the endpoint was busy, say).
     pub outcome: Option<AttemptOutcome>,
     pub settlement: Settlement,
+    /// The notification to meter; `None` when nothing was sent or throttled.
+    pub usage: Option<UsageEvent>,
 }
 
 /// Runs until every sender is dropped and the channel is drained.
@@ -28,28 +32,42 @@ pub async fn run(
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut settlements = Vec::with_capacity(batch.len());
+        let mut usage = Vec::with_capacity(batch.len());
         for finished in batch.drain(..) {
             outcomes.extend(finished.outcome);
             settlements.push(finished.settlement);
+            usage.extend(finished.usage);
         }
-        write(store.as_ref(), queue.as_ref(), outcomes, settlements).await;
+        let usage = UsageBatch::from_events(&usage);
+        write(store.as_ref(), queue.as_ref(), outcomes, usage, settlements).await;
     }
     tracing::debug!("Outcome recorder stopped");
 }
 
-/// Writes one batch, retrying with backoff until both writes succeed. Tasks
-/// whose lease expires meanwhile are delivered again, which the
+/// Writes one batch, retrying with backoff until every write succeeds.
+/// Tasks whose lease expires meanwhile are delivered again, which the
 /// at-least-once contract allows.
+///
+/// NOTE: usage is written in its own transaction after the attempts, so a
+/// crash between the two loses the usage of that batch.
 async fn write(
     store: &dyn Store,
     queue: &dyn DeliveryQueue,
     outcomes: Vec<AttemptOutcome>,
+    usage: UsageBatch,
     settlements: Vec<Settlement>,
 ) {
     let mut backoff = Duration::from_millis(50);
     if !outcomes.is_empty() {
         while let Err(error) = store.record_outcomes(&outcomes).await {
             tracing::warn!(%error, attempts = outcomes.len(), retry_in = ?backoff, "Recording attempts failed");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+    if !usage.is_empty() {
+        while let Err(error) = store.record_usage(&usage).await {
+            tracing::warn!(%error, hours = usage.hours.len(), retry_in = ?backoff, "Recording usage failed");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

@@ -1,11 +1,12 @@
 //! librdkafka callbacks: client logs, errors, rebalances and commit results
-//! are sent to `tracing`.
+//! are sent to `tracing`, and statistics update the consumer lag gauges.
 
+use crate::lag::LagGauges;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -19,6 +20,7 @@ pub(crate) struct SourceContext {
     /// Offsets of the last commit sent for each partition this consumer owns.
     /// Revoked partitions are removed, because their new owner commits them.
     committed: Mutex<Offsets>,
+    lag: LagGauges,
 }
 
 impl SourceContext {
@@ -48,6 +50,10 @@ impl ClientContext for SourceContext {
             }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
         }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.lag.update(&statistics);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -15,6 +15,7 @@
 
 mod context;
 mod error;
+mod lag;
 mod record;
 mod routes;
 mod settings;

@@ -65,6 +65,17 @@ impl Record {
         }
     }
 
+    /// The key that an event of this record gets: the header's value, or
+    /// the record's position when the header is absent. `None` when the
+    /// header is unusable.
+    fn idempotency_key(&self) -> Option<String> {
+        match &self.key {
+            Ok(Some(key)) => Some(key.clone()),
+            Ok(None) => Some(format!("{}/{}/{}", self.topic, self.partition, self.offset)),
+            Err(_) => None,
+        }
+    }
+
     fn rejection(&self, product: &str, reason: String) -> RejectedRecord {
         RejectedRecord {
             product: Some(product.to_owned()),
@@ -72,6 +83,7 @@ impl Record {
             topic: Some(self.topic.clone()),
             partition: Some(self.partition),
             offset: Some(self.offset),
+            idempotency_key: self.idempotency_key(),
             payload: self.payload.clone(),
             received_at: OffsetDateTime::now_utc(),
         }
@@ -151,9 +163,10 @@ fn event_of(record: &Record, product: &str) -> Result<IncomingEvent, String> {
         return Err("record has a null value (tombstone); an event needs a payload".to_owned());
     };
     let key = match &record.key {
-        Ok(Some(key)) => key.clone(),
-        Ok(None) => format!("{}/{}/{}", record.topic, record.partition, record.offset),
         Err(reason) => return Err(reason.clone()),
+        Ok(_) => record
+            .idempotency_key()
+            .expect("a usable header gives a key"),
     };
     Ok(IncomingEvent {
         product: product.to_owned(),
@@ -179,6 +192,8 @@ mod tests {
             name: name.to_owned(),
             topic: "orders".to_owned(),
             content_type: ContentType::Json,
+            schema: None,
+            validate: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
         };
         Routes::from_products(&[product("order-created"), product("order-audit")])
@@ -247,6 +262,8 @@ mod tests {
         assert_eq!(bad_key.partition, Some(2));
         assert_eq!(bad_key.product.as_deref(), Some("order-audit"));
         assert_eq!(bad_key.payload.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(bad_key.idempotency_key, None);
+        assert_eq!(tombstone.idempotency_key.as_deref(), Some("orders/2/1"));
         assert!(bad_key.reason.contains("UTF-8"));
     }
 

@@ -74,6 +74,8 @@ mod tests {
             name: name.to_owned(),
             topic: topic.to_owned(),
             content_type: ContentType::Json,
+            schema: None,
+            validate: false,
             created_at: OffsetDateTime::UNIX_EPOCH,
         }
     }

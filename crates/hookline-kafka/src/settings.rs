@@ -71,7 +71,9 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             // A new group reads a product's topic from its start, so records
             // written before the first creator started are not lost.
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            // Statistics carry each partition's consumer lag for /metrics.
+            .set("statistics.interval.ms", crate::lag::STATISTICS_INTERVAL_MS);
         for (key, value) in &self.client {
             config.set(key, value);
         }

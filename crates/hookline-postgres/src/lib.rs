@@ -10,6 +10,8 @@
 //! waits for the first to commit and then finds the key taken.
 
 mod codec;
+mod migration_3;
+mod migration_4;
 mod retention;
 mod schema;
 mod store;
@@ -17,6 +19,7 @@ mod store;
 pub use store::PgStore;
 
 use codec::store_failure;
+use hookline_core::cipher::SecretCipher;
 use hookline_core::store::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -71,9 +74,16 @@ impl PgBackend {
         }
         tracing::info!(?schema, max_connections, "Connected to PostgreSQL");
         Ok(Self {
-            store: Arc::new(PgStore::new(pool.clone())),
+            store: Arc::new(PgStore::new(pool.clone(), None)),
             pool,
         })
+    }
+
+    /// Encrypts and decrypts signing secrets with `keys` from now on.
+    /// Without keys, the store fails every read or write of a secret.
+    pub fn with_secret_keys(mut self, keys: SecretCipher) -> Self {
+        self.store = Arc::new(PgStore::new(self.pool.clone(), Some(Arc::new(keys))));
+        self
     }
 
     /// Applies the migrations the database does not have yet. Safe to run

@@ -4,12 +4,22 @@
 //! processes may migrate the same database at once.
 
 use crate::codec::store_failure;
+use crate::migration_3::VERSION_3;
+use crate::migration_4::VERSION_4;
 use hookline_core::store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
 /// Migrations by version, oldest first. A released migration never changes,
 /// so a new schema change is a new entry.
-const MIGRATIONS: &[(i64, &str)] = &[(1, VERSION_1)];
+///
+/// Each version is applied unless `schema_migrations` lists it, so a version
+/// added below a later one that a database already has is still applied.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, VERSION_1),
+    (2, VERSION_2),
+    (3, VERSION_3),
+    (4, VERSION_4),
+];
 
 /// Key of the transaction-level advisory lock that serializes migrations and
 /// schema creation: the ASCII bytes of `hookline` as a big-endian integer.
@@ -114,6 +124,57 @@ CREATE TABLE rejected_records (
 CREATE INDEX rejected_records_by_age ON rejected_records (received_at, id);
 "#;
 
+/// Plans and usage metering. `rate_limit` is the plan's `limit` (a keyword
+/// in SQL); NULL means unlimited. `monthly_fee` is a canonical decimal
+/// string. The usage tables hold totals that dispatchers add to; their
+/// application ids have no foreign key, so metering never blocks on a
+/// missing row.
+const VERSION_2: &str = r#"
+CREATE TABLE plans (
+    name text PRIMARY KEY,
+    rate_limit bigint CHECK (rate_limit IS NULL OR rate_limit > 0),
+    period text NOT NULL CHECK (period IN ('second', 'minute', 'hour', 'day')),
+    over_limit text NOT NULL CHECK (over_limit IN ('defer', 'dead_letter')),
+    monthly_fee text NOT NULL,
+    currency text NOT NULL,
+    trial_days integer NOT NULL CHECK (trial_days >= 0),
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+
+INSERT INTO plans
+    (name, rate_limit, period, over_limit, monthly_fee, currency, trial_days, created_at, updated_at)
+VALUES
+    ('free', 100, 'hour', 'defer', '0', 'USD', 0, now(), now()),
+    ('paid', NULL, 'hour', 'defer', '0', 'USD', 0, now(), now());
+
+CREATE TABLE usage_hourly (
+    application_id text NOT NULL,
+    hour_start timestamptz NOT NULL,
+    delivered bigint NOT NULL,
+    failed_attempts bigint NOT NULL,
+    throttled bigint NOT NULL,
+    dead_lettered bigint NOT NULL,
+    latency_ms_sum bigint NOT NULL,
+    latency_count bigint NOT NULL,
+    latency_ms_max bigint NOT NULL,
+    PRIMARY KEY (application_id, hour_start)
+);
+CREATE INDEX usage_hourly_by_hour ON usage_hourly (hour_start);
+
+-- One row per application and rate-limit window in which notifications were throttled.
+CREATE TABLE limit_windows (
+    application_id text NOT NULL,
+    window_start timestamptz NOT NULL,
+    window_end timestamptz NOT NULL,
+    plan text NOT NULL,
+    rate_limit bigint NOT NULL,
+    throttled bigint NOT NULL,
+    PRIMARY KEY (application_id, window_start, window_end)
+);
+CREATE INDEX limit_windows_by_start ON limit_windows (window_start);
+"#;
+
 /// A database migrated by a newer release, whose schema this build cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("database schema version {found} is newer than the latest this build knows ({latest}); upgrade Hookline")]
@@ -149,8 +210,12 @@ pub(crate) async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         return Err(StoreError::backend("failed to migrate the database", error));
     }
 
+    let done = applied_versions(&mut transaction).await?;
     let mut applied = Vec::new();
-    for &(version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+    for &(version, sql) in MIGRATIONS
+        .iter()
+        .filter(|(version, _)| !done.contains(version))
+    {
         apply(&mut transaction, version, sql).await?;
         applied.push(version);
     }
@@ -181,6 +246,13 @@ async fn current_version(connection: &mut PgConnection) -> Result<i64, StoreErro
         .await
         .map_err(store_failure("read the schema version"))?;
     Ok(current.unwrap_or(0))
+}
+
+async fn applied_versions(connection: &mut PgConnection) -> Result<Vec<i64>, StoreError> {
+    sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(store_failure("read the applied schema versions"))
 }
 
 async fn apply(connection: &mut PgConnection, version: i64, sql: &str) -> Result<(), StoreError> {

@@ -80,6 +80,7 @@ async fn record_rejected(fixture: &Fixture, received_at: OffsetDateTime) {
         topic: None,
         partition: None,
         offset: None,
+        idempotency_key: None,
         payload: Some(Bytes::from_static(b"{oops")),
         received_at,
     };

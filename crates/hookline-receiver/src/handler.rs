@@ -74,7 +74,7 @@ pub(crate) async fn handle(
         received_instant,
     };
     let webhook = to_record(&parts, endpoint, &headers, body, verification, arrival);
-    let decision = shared.record(webhook, fixed_status);
+    let decision = shared.record(webhook, parts.headers.clone(), fixed_status);
     tracing::debug!(%peer_addr, path, status = decision.status, "responded to webhook request");
 
     // Recording happens before the delay, so a client that gives up during

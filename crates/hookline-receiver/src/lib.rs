@@ -28,6 +28,7 @@
 mod behaviour;
 mod error;
 mod handler;
+pub mod hostile;
 mod pki;
 mod receiver;
 mod record;

@@ -8,6 +8,7 @@ use crate::server::{accept_loop, tls_config};
 use crate::state::Shared;
 use crate::ReceiverError;
 use hookline_core::signing::SigningSecret;
+use hyper::HeaderMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -127,6 +128,12 @@ impl Receiver {
                 .cloned()
                 .collect()
         })
+    }
+
+    /// Returns the full request headers of the requests to `endpoint`, in
+    /// arrival order, so the i-th entry belongs to `deliveries(endpoint)[i]`.
+    pub fn request_headers(&self, endpoint: &str) -> Vec<HeaderMap> {
+        self.inner.shared.headers_of(endpoint)
     }
 
     /// Returns copies of all requests, in arrival order.

@@ -7,6 +7,7 @@
 use crate::behaviour::{Behaviour, Decision};
 use crate::record::{ReceivedWebhook, ReceiverStats, Verification};
 use hookline_core::signing::SigningSecret;
+use hyper::HeaderMap;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
@@ -21,6 +22,9 @@ pub(crate) struct Shared {
 struct State {
     endpoints: HashMap<String, EndpointState>,
     records: Vec<ReceivedWebhook>,
+    /// The request headers of `records[i]` at index `i`. They are kept apart
+    /// so that [`ReceivedWebhook`] keeps its fields.
+    headers: Vec<HeaderMap>,
     stats: ReceiverStats,
 }
 
@@ -69,6 +73,7 @@ impl Shared {
     pub(crate) fn record(
         &self,
         mut webhook: ReceivedWebhook,
+        headers: HeaderMap,
         fixed_status: Option<u16>,
     ) -> Decision {
         let decision = {
@@ -76,6 +81,7 @@ impl Shared {
             let decision = state.decide(&mut webhook, fixed_status);
             state.stats.count(&webhook);
             state.records.push(webhook);
+            state.headers.push(headers);
             decision
         };
         self.recorded.send_modify(|_| ());
@@ -91,11 +97,23 @@ impl Shared {
         read(&self.lock().records)
     }
 
+    /// Returns the headers of the requests whose endpoint is `endpoint`, in
+    /// arrival order.
+    pub(crate) fn headers_of(&self, endpoint: &str) -> Vec<HeaderMap> {
+        let state = self.lock();
+        let requests = state.records.iter().zip(&state.headers);
+        requests
+            .filter(|(webhook, _)| webhook.endpoint == endpoint)
+            .map(|(_, headers)| headers.clone())
+            .collect()
+    }
+
     /// Forgets recorded requests, counters and attempt histories, keeping
     /// secrets and behaviours.
     pub(crate) fn clear(&self) {
         let mut state = self.lock();
         state.records = Vec::new();
+        state.headers = Vec::new();
         state.stats = ReceiverStats::default();
         for endpoint in state.endpoints.values_mut() {
             endpoint.webhooks.clear();

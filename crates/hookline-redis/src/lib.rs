@@ -1,6 +1,7 @@
 //! Redis-backed state that Hookline replicas share: the record of
-//! idempotency keys ([`RedisDeduplicator`]) and "applications changed"
-//! notifications ([`InvalidationBus`], [`SharedDirectory`]).
+//! idempotency keys ([`RedisDeduplicator`]), "applications changed"
+//! notifications ([`InvalidationBus`], [`SharedDirectory`]) and the
+//! per-application rate-limit counters ([`RedisRateLimiter`]).
 //!
 //! One [`RedisClient`] serves all of them. Each command waits at most
 //! [`RedisSettings::command_timeout`], so a dead Redis makes a call fail
@@ -27,8 +28,10 @@
 //! # Commands and Infinispan compatibility
 //!
 //! The crate sends only `PING`, `MGET`, `SET key value NX PX ms` (several in
-//! one pipeline, without `MULTI`), `PUBLISH` and `SUBSCRIBE`. It uses no
-//! transactions and no scripts. What Infinispan's RESP endpoint serves:
+//! one pipeline, without `MULTI`), `PUBLISH`, `SUBSCRIBE`, and `EVALSHA`
+//! and `EVAL` for the rate limiter's Lua script (which calls `TIME`, `HGET`,
+//! `HSET`, `HINCRBY` and `PEXPIRE`). It uses no transactions. What
+//! Infinispan's RESP endpoint serves:
 //!
 //! - `GET`, `SET`, `MGET`, `PING`, `PUBLISH` and `SUBSCRIBE` are in the
 //!   "Redis commands" table of Infinispan's RESP endpoint guide. The source
@@ -40,7 +43,10 @@
 //!   `KEEPTTL`, and runs `NX` as a put-if-absent with the given lifespan.
 //! - `EVAL` is not in that table, nor in the 15.1.x API docs. The stable
 //!   API docs (Infinispan 16.1.0) contain the package
-//!   `org.infinispan.server.resp.commands.scripting.eval`.
+//!   `org.infinispan.server.resp.commands.scripting.eval`. So the rate
+//!   limiter may fail on Infinispan: each failed check postpones the
+//!   delivery, and nothing over a limit is sent. Against such a server,
+//!   leave the limiter to each process (see the README).
 //! - The 15.0 guide states that multi-key commands are not atomic there
 //!   (relaxed isolation), so an `MGET` may see part of a concurrent write.
 //!   The state store stays the authority on duplicates, so that is harmless.
@@ -53,8 +59,10 @@ mod bus;
 mod client;
 mod dedup;
 mod directory;
+mod limiter;
 
 pub use bus::InvalidationBus;
 pub use client::{RedisClient, RedisError, RedisSettings};
 pub use dedup::RedisDeduplicator;
 pub use directory::SharedDirectory;
+pub use limiter::RedisRateLimiter;

@@ -12,14 +12,19 @@
 //! stored once per event and joined in when a task is received.
 
 mod codec;
+mod migration_3;
+mod migration_4;
 mod queue;
 mod schema;
+mod secret_key;
 mod store;
 mod tasks;
 
 pub use queue::SqliteQueue;
+pub use secret_key::SECRET_KEY_FILE;
 pub use store::SqliteStore;
 
+use hookline_core::cipher::SecretCipher;
 use hookline_core::store::StoreError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -57,8 +62,21 @@ pub const LOCK_FILE: &str = "hookline.lock";
 
 impl SqliteBackend {
     /// Opens `hookline.db` under `data_dir`, creating the directory and the
-    /// file when they are missing, and applies the schema.
+    /// file when they are missing, and applies the schema. Signing secrets
+    /// are encrypted with the key in `<data_dir>/secret-key`, which is
+    /// generated when it does not exist.
     pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_keys(data_dir, None).await
+    }
+
+    /// Opens like [`SqliteBackend::open`], with the secret keys `keys`
+    /// instead of the key file when they are given. Fails when the newest
+    /// application's secret does not decrypt with them, and re-encrypts
+    /// secrets stored in plain text or under an older key.
+    pub async fn open_with_keys(
+        data_dir: &Path,
+        keys: Option<SecretCipher>,
+    ) -> Result<Self, StoreError> {
         tokio::fs::create_dir_all(data_dir).await.map_err(|error| {
             let message = format!("failed to create data directory {}", data_dir.display());
             StoreError::backend(message, error)
@@ -68,10 +86,17 @@ impl SqliteBackend {
         let writer = connect_writer(&path).await?;
         schema::migrate(&writer).await?;
         let reader = connect_reader(&path).await?;
+        let keys = match keys {
+            Some(keys) => keys,
+            None => secret_key::load_or_generate(data_dir)?,
+        };
+        let store = SqliteStore::new(writer.clone(), reader.clone(), Arc::new(keys));
+        store.verify_secret_key().await?;
+        store.reencrypt_secrets().await?;
         tracing::info!(path = %path.display(), "Opened SQLite database");
 
         Ok(Self {
-            store: Arc::new(SqliteStore::new(writer.clone(), reader.clone())),
+            store: Arc::new(store),
             queue: Arc::new(SqliteQueue::new(writer.clone(), reader.clone())),
             writer,
             reader,
@@ -85,12 +110,21 @@ impl SqliteBackend {
     /// by a previous process that was killed are released, so their tasks
     /// are sent again now instead of after the visibility timeout.
     pub async fn open_exclusive(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_exclusive_with_keys(data_dir, None).await
+    }
+
+    /// Opens like [`SqliteBackend::open_exclusive`] with the secret keys of
+    /// [`SqliteBackend::open_with_keys`].
+    pub async fn open_exclusive_with_keys(
+        data_dir: &Path,
+        keys: Option<SecretCipher>,
+    ) -> Result<Self, StoreError> {
         tokio::fs::create_dir_all(data_dir).await.map_err(|error| {
             let message = format!("failed to create data directory {}", data_dir.display());
             StoreError::backend(message, error)
         })?;
         let lock = lock_data_dir(data_dir)?;
-        let mut backend = Self::open(data_dir).await?;
+        let mut backend = Self::open_with_keys(data_dir, keys).await?;
         backend._lock = Some(lock);
         let released = backend
             .queue

@@ -3,12 +3,22 @@
 //! an up-to-date database changes nothing.
 
 use crate::codec::store_failure;
+use crate::migration_3::VERSION_3;
+use crate::migration_4::VERSION_4;
 use hookline_core::store::StoreError;
 use sqlx::SqlitePool;
 
 /// Migrations by version, oldest first. A released migration never changes,
 /// so a new schema change is a new entry.
-const MIGRATIONS: &[(i64, &str)] = &[(1, VERSION_1)];
+///
+/// Each version is applied unless `schema_version` lists it, so a version
+/// added below a later one that a database already has is still applied.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, VERSION_1),
+    (2, VERSION_2),
+    (3, VERSION_3),
+    (4, VERSION_4),
+];
 
 /// The first schema. All times are Unix milliseconds. Tables with small rows
 /// and a text primary key are `WITHOUT ROWID`, so each row is stored once, in
@@ -116,6 +126,57 @@ CREATE TABLE queue (
 CREATE INDEX queue_by_visibility ON queue (visible_at);
 "#;
 
+/// Plans and usage metering. `rate_limit` is the plan's `limit` (a keyword
+/// in SQL); NULL means unlimited. `monthly_fee` is a canonical decimal
+/// string. The usage tables hold totals that dispatchers add to; their
+/// application ids have no foreign key, so metering never blocks on a
+/// missing row.
+const VERSION_2: &str = r#"
+CREATE TABLE plans (
+    name TEXT PRIMARY KEY,
+    rate_limit INTEGER CHECK (rate_limit IS NULL OR rate_limit > 0),
+    period TEXT NOT NULL CHECK (period IN ('second', 'minute', 'hour', 'day')),
+    over_limit TEXT NOT NULL CHECK (over_limit IN ('defer', 'dead_letter')),
+    monthly_fee TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    trial_days INTEGER NOT NULL CHECK (trial_days >= 0),
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO plans
+    (name, rate_limit, period, over_limit, monthly_fee, currency, trial_days, created_at, updated_at)
+SELECT seed.name, seed.rate_limit, 'hour', 'defer', '0', 'USD', 0, now.millis, now.millis
+FROM (SELECT 'free' AS name, 100 AS rate_limit UNION ALL SELECT 'paid', NULL) AS seed,
+     (SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) AS millis) AS now;
+
+CREATE TABLE usage_hourly (
+    application_id TEXT NOT NULL,
+    hour_start INTEGER NOT NULL,
+    delivered INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL,
+    throttled INTEGER NOT NULL,
+    dead_lettered INTEGER NOT NULL,
+    latency_ms_sum INTEGER NOT NULL,
+    latency_count INTEGER NOT NULL,
+    latency_ms_max INTEGER NOT NULL,
+    PRIMARY KEY (application_id, hour_start)
+) WITHOUT ROWID;
+CREATE INDEX usage_hourly_by_hour ON usage_hourly (hour_start);
+
+-- One row per application and rate-limit window in which notifications were throttled.
+CREATE TABLE limit_windows (
+    application_id TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    window_end INTEGER NOT NULL,
+    plan TEXT NOT NULL,
+    rate_limit INTEGER NOT NULL,
+    throttled INTEGER NOT NULL,
+    PRIMARY KEY (application_id, window_start, window_end)
+) WITHOUT ROWID;
+CREATE INDEX limit_windows_by_start ON limit_windows (window_start);
+"#;
+
 /// A database written by a newer release, whose schema this build cannot use.
 #[derive(Debug, thiserror::Error)]
 #[error("database schema version {found} is newer than the latest this build knows ({latest}); upgrade Hookline")]
@@ -160,7 +221,13 @@ async fn apply(writer: &SqlitePool, version: i64, sql: &str) -> Result<(), Store
         };
         return Err(StoreError::backend("failed to open the database", error));
     }
-    if current >= version {
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM schema_version WHERE version = ?1")
+            .bind(version)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(store_failure("read the applied schema versions"))?;
+    if applied.is_some() {
         return Ok(());
     }
 

@@ -298,6 +298,7 @@ async fn rejected_record_is_stored() {
         topic: Some("orders".to_owned()),
         partition: Some(3),
         offset: Some(42),
+        idempotency_key: None,
         payload: Some(Bytes::from_static(b"{oops")),
         received_at: OffsetDateTime::now_utc(),
     };
@@ -313,6 +314,7 @@ async fn rejected_record_is_stored() {
         topic: None,
         partition: None,
         offset: None,
+        idempotency_key: None,
         payload: None,
         ..record
     };

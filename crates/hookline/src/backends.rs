@@ -5,7 +5,8 @@ use crate::config::Config;
 use anyhow::Context;
 use hookline_api::ReadinessProbe;
 use hookline_core::dedup::{Deduplicator, StoreOnly};
-use hookline_core::directory::{Directory, StoreDirectory};
+use hookline_core::directory::Directory;
+use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_sqlite::SqliteBackend;
@@ -26,6 +27,8 @@ pub struct Backends {
     pub queue: Arc<dyn DeliveryQueue>,
     pub directory: Arc<dyn Directory>,
     pub dedup: Arc<dyn Deduplicator>,
+    /// Counts notifications against each application's plan limit.
+    pub limiter: Arc<dyn RateLimiter>,
     /// Backends besides store and queue that `/readyz` checks.
     pub probes: Vec<Arc<dyn ReadinessProbe>>,
     /// Deletes old delivery history; `None` where retention is not supported.
@@ -58,7 +61,8 @@ pub async fn open(config: &Config, dispatches: bool) -> anyhow::Result<Backends>
 
 async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
     let data_dir = &config.storage.data_dir;
-    let backend = SqliteBackend::open_exclusive(data_dir)
+    let keys = config.secrets.cipher()?;
+    let backend = SqliteBackend::open_exclusive_with_keys(data_dir, keys)
         .await
         .with_context(|| {
             format!(
@@ -68,12 +72,13 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
         })?;
     let store: Arc<dyn Store> = backend.store();
     let queue: Arc<dyn DeliveryQueue> = backend.queue();
-    let directory: Arc<dyn Directory> = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
+    let directory = crate::directories::open(config, store.clone())?;
     Ok(Backends {
         store,
         queue,
         directory,
         dedup: Arc::new(StoreOnly),
+        limiter: Arc::new(LocalRateLimiter::new()),
         probes: Vec::new(),
         history: None,
         background: Vec::new(),
@@ -82,7 +87,8 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
 }
 
 impl Backends {
-    /// Assembles distributed backends.
+    /// Assembles distributed backends, with a rate limiter that counts in
+    /// this process until the caller replaces it.
     pub fn distributed(
         store: Arc<dyn Store>,
         queue: Arc<dyn DeliveryQueue>,
@@ -94,6 +100,7 @@ impl Backends {
             queue,
             directory,
             dedup,
+            limiter: Arc::new(LocalRateLimiter::new()),
             probes: Vec::new(),
             history: None,
             background: Vec::new(),

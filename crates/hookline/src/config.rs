@@ -10,12 +10,31 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod directory;
+mod gateway;
+mod limits;
+mod secrets;
+
+pub use directory::{DirectoryConfig, DirectoryKind};
+pub use gateway::{DispatcherConfig, GatewayConfig, HmacEncoding};
+pub use limits::LimitsConfig;
+pub use secrets::{SchemaRegistryConfig, SecretsConfig};
+
 /// The commented defaults, also printed by `hookline config default`.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Keys whose value may come from a file named by `HOOKLINE_<KEY>_FILE`.
 /// The URLs are listed because they carry passwords.
-const SECRET_KEYS: [&str; 4] = ["api.admin_token", "storage.url", "queue.url", "redis.url"];
+const SECRET_KEYS: [&str; 8] = [
+    "api.admin_token",
+    "api.ingest_token",
+    "storage.url",
+    "queue.url",
+    "redis.url",
+    "gateway.token",
+    "directory.access_token",
+    "secrets.keys",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +50,14 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     pub ingest: IngestConfig,
     pub log: LogConfig,
+    pub gateway: GatewayConfig,
+    pub dispatcher: DispatcherConfig,
+    pub directory: DirectoryConfig,
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub schema_registry: SchemaRegistryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +65,10 @@ pub struct Config {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub admin_token: String,
+    /// A second bearer token that only ingest accepts. When it is `None` or
+    /// empty, ingest accepts the admin token alone.
+    #[serde(default)]
+    pub ingest_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,9 +125,18 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
     pub allow_http: bool,
     pub allow_private_addresses: bool,
+    pub allowed_networks: Vec<ipnet::IpNet>,
     pub ca_file: Option<PathBuf>,
     pub concurrency: usize,
     pub per_endpoint_concurrency: usize,
+    /// An endpoint whose every attempt failed for this long has its
+    /// application disabled; zero never disables for failures alone.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+    /// How often the dispatcher looks again at a kept delivery of a
+    /// disabled application.
+    #[serde(with = "humantime_serde")]
+    pub disabled_recheck: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +232,23 @@ impl Config {
         if self.delivery.per_endpoint_concurrency == 0 {
             return invalid("delivery.per_endpoint_concurrency", "must be at least 1");
         }
+        if self.delivery.disabled_recheck.is_zero() {
+            return invalid(
+                "delivery.disabled_recheck",
+                "must be longer than zero, for example \"15m\"",
+            );
+        }
+        if self
+            .api
+            .ingest_token
+            .as_deref()
+            .is_some_and(|token| !token.is_empty() && token == self.api.admin_token)
+        {
+            return invalid(
+                "api.ingest_token",
+                "must differ from api.admin_token, or a leaked ingest token would grant admin access",
+            );
+        }
         if self.ingest.max_payload_size == 0 {
             return invalid("ingest.max_payload_size", "must be at least 1 byte");
         }
@@ -228,6 +285,11 @@ impl Config {
                 );
             }
         }
+        self.gateway.validate(&self.dispatcher)?;
+        self.directory.validate()?;
+        self.limits.validate()?;
+        self.secrets.validate()?;
+        self.schema_registry.validate()?;
         Ok(())
     }
 
@@ -242,9 +304,27 @@ impl Config {
         if !copy.api.admin_token.is_empty() {
             copy.api.admin_token = "<redacted>".into();
         }
+        if copy
+            .api
+            .ingest_token
+            .as_deref()
+            .is_some_and(|token| !token.is_empty())
+        {
+            copy.api.ingest_token = Some("<redacted>".into());
+        }
         copy.storage.url = copy.storage.url.as_deref().map(redact_url);
         copy.queue.url = copy.queue.url.as_deref().map(redact_url);
         copy.redis.url = copy.redis.url.as_deref().map(redact_url);
+        if !copy.gateway.token.is_empty() {
+            copy.gateway.token = "<redacted>".into();
+        }
+        if !copy.directory.access_token.is_empty() {
+            copy.directory.access_token = "<redacted>".into();
+        }
+        for key in &mut copy.secrets.keys {
+            let id = key.split(':').next().unwrap_or_default().to_owned();
+            *key = format!("{id}:<redacted>");
+        }
         toml::to_string_pretty(&copy)
             .unwrap_or_else(|error| format!("# cannot render configuration: {error}"))
     }

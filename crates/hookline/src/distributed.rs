@@ -2,19 +2,20 @@
 //! delivery queue, and Redis (optional) for idempotency keys and cache
 //! invalidation shared by all processes.
 
-use crate::backends::{Backends, HistoryPurge, DIRECTORY_TTL};
+use crate::backends::{Backends, HistoryPurge};
 use crate::config::{Config, OnRedisFailure};
 use anyhow::Context;
 use async_trait::async_trait;
 use hookline_api::ReadinessProbe;
 use hookline_core::dedup::{Deduplicator, StoreOnly};
-use hookline_core::directory::{Directory, StoreDirectory};
+use hookline_core::directory::Directory;
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_postgres::PgBackend;
 use hookline_rabbitmq::{AmqpQueue, AmqpSettings};
 use hookline_redis::{
-    InvalidationBus, RedisClient, RedisDeduplicator, RedisSettings, SharedDirectory,
+    InvalidationBus, RedisClient, RedisDeduplicator, RedisRateLimiter, RedisSettings,
+    SharedDirectory,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,15 +26,20 @@ const PURGE_BATCH: u32 = 1000;
 /// Opens PostgreSQL, RabbitMQ and, when configured, Redis. Only a process
 /// that dispatches (`consume`) takes deliveries from the queue.
 pub async fn open(config: &Config, consume: bool) -> anyhow::Result<Backends> {
-    let pg = connect_postgres(config).await?;
+    let keys = crate::secrets::required_keys(config)?;
+    let pg = connect_postgres(config).await?.with_secret_keys(keys);
     if config.storage.migrate_on_start {
         pg.migrate()
             .await
             .context("cannot apply database migrations")?;
     }
+    pg.store()
+        .verify_secret_key()
+        .await
+        .context("cannot read the stored signing secrets with secrets.keys")?;
     let store: Arc<dyn Store> = pg.store();
     let queue: Arc<dyn DeliveryQueue> = connect_queue(config, consume).await?;
-    let local = Arc::new(StoreDirectory::new(store.clone(), DIRECTORY_TTL));
+    let local = crate::directories::open(config, store.clone())?;
 
     let mut backends = match &config.redis.url {
         Some(url) => with_redis(config, url, store, queue, local).await?,
@@ -43,6 +49,9 @@ pub async fn open(config: &Config, consume: bool) -> anyhow::Result<Backends> {
         }
     };
     backends.history = Some(Arc::new(PgHistory(pg)));
+    if consume && !(config.redis.url.is_some() && config.limits.use_redis) {
+        warn_limits_per_process();
+    }
     Ok(backends)
 }
 
@@ -91,7 +100,7 @@ async fn with_redis(
     url: &str,
     store: Arc<dyn Store>,
     queue: Arc<dyn DeliveryQueue>,
-    local: Arc<StoreDirectory>,
+    local: Arc<dyn Directory>,
 ) -> anyhow::Result<Backends> {
     let settings = RedisSettings {
         url: url.to_owned(),
@@ -102,11 +111,13 @@ async fn with_redis(
     // then degrades as dedup.on_redis_failure says until Redis is back.
     let client = RedisClient::connect_lazy(settings).context("invalid redis.url")?;
     let dedup: Arc<dyn Deduplicator> = Arc::new(RedisDeduplicator::new(client.clone()));
-    let local_directory: Arc<dyn Directory> = local;
-    let shared = SharedDirectory::new(local_directory, InvalidationBus::new(client.clone()));
+    let shared = SharedDirectory::new(local, InvalidationBus::new(client.clone()));
     let directory: Arc<dyn Directory> = shared.clone();
 
     let mut backends = Backends::distributed(store, queue, directory, dedup);
+    if config.limits.use_redis {
+        backends.limiter = Arc::new(RedisRateLimiter::new(client.clone()));
+    }
     backends.background.push(Box::new(move |tasks, shutdown| {
         let handle = shared.subscribe(shutdown);
         tasks.spawn(async move {
@@ -117,6 +128,14 @@ async fn with_redis(
         backends.probes.push(Arc::new(RedisProbe(client)));
     }
     Ok(backends)
+}
+
+/// Warns that plan limits hold per dispatcher process, so N dispatchers may
+/// together send up to N times an application's limit.
+fn warn_limits_per_process() {
+    tracing::warn!(
+        "Rate limits are counted in each process: every dispatcher allows a plan's full limit on its own, so several dispatchers together can exceed it; set redis.url (and limits.use_redis = true) to share the count"
+    );
 }
 
 struct RedisProbe(RedisClient);

@@ -4,7 +4,11 @@
 pub mod backends;
 pub mod config;
 pub mod demo;
+pub mod directories;
 pub mod distributed;
+pub mod gateway;
 pub mod metrics;
+pub mod reload;
+pub mod secrets;
 pub mod server;
 pub mod telemetry;

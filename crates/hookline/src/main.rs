@@ -3,9 +3,11 @@
 
 use clap::{Parser, Subcommand};
 use hookline::config::{self, Config};
+use hookline::reload::Reloader;
 use hookline::{demo, server, telemetry};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +33,8 @@ enum Command {
     Dispatcher,
     /// Run the admin and ingest API (distributed mode).
     Api,
+    /// Run the egress gateway: sign and send attempts for dispatchers, and sign proxied 3scale webhook calls.
+    Gateway,
     /// Apply database migrations and exit.
     Migrate,
     /// Start a server and a local HTTPS receiver, send sample events, and show deliveries, a retry and dead letters.
@@ -42,6 +46,21 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the keys that encrypt signing secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Print a new random key as <id>:<base64>, to put first in secrets.keys.
+    GenerateKey {
+        /// Id of the key: 1 to 32 ASCII letters, digits, '-', '_' or '.'.
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+    /// Re-encrypt every stored signing secret with the first key of secrets.keys.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +76,18 @@ fn main() -> ExitCode {
     if let Command::Config(ConfigCommand::Default) = cli.command {
         print!("{}", config::DEFAULT_CONFIG);
         return ExitCode::SUCCESS;
+    }
+    if let Command::Secrets(SecretsCommand::GenerateKey { id }) = &cli.command {
+        return match hookline::secrets::generate_key(id) {
+            Ok(entry) => {
+                println!("{entry}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -82,15 +113,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let config_path = cli.config.clone();
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve => run_role(config, server::Role::All).await,
-            Command::Creator => run_role(config, server::Role::Creator).await,
-            Command::Dispatcher => run_role(config, server::Role::Dispatcher).await,
-            Command::Api => run_role(config, server::Role::Api).await,
+            Command::Serve => run_role(config, server::Role::All, config_path).await,
+            Command::Creator => run_role(config, server::Role::Creator, config_path).await,
+            Command::Dispatcher => run_role(config, server::Role::Dispatcher, config_path).await,
+            Command::Api => run_role(config, server::Role::Api, config_path).await,
+            Command::Gateway => run_role(config, server::Role::Gateway, config_path).await,
             Command::Migrate => hookline::distributed::migrate(&config).await,
             Command::Demo { keep_running } => demo::run(config, keep_running).await,
-            Command::Config(_) => Ok(()),
+            Command::Secrets(SecretsCommand::Rotate) => {
+                let outcome = hookline::secrets::rotate(&config).await?;
+                println!("{outcome}");
+                Ok(())
+            }
+            Command::Config(_) | Command::Secrets(_) => Ok(()),
         }
     });
     match result {
@@ -103,10 +141,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_role(config: Config, role: server::Role) -> anyhow::Result<()> {
-    let running = server::start(config, role).await?;
+async fn run_role(
+    config: Config,
+    role: server::Role,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let running = server::start(config.clone(), role).await?;
+    let reloading = CancellationToken::new();
+    let reloader = Reloader {
+        path: config_path,
+        current: config,
+        retry: running.retry_policy.clone(),
+    };
+    let reload_task = reloader.spawn(reloading.clone());
     wait_for_signal().await;
     tracing::info!("Shutdown requested; finishing in-flight deliveries");
+    reloading.cancel();
+    let _ = reload_task.await;
     running.stop().await;
     Ok(())
 }

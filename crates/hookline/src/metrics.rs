@@ -23,7 +23,10 @@ pub fn renderer() -> MetricsRenderer {
             )
             .expect("bucket list is not empty");
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                describe();
+                handle
+            }
             Err(error) => {
                 tracing::warn!(%error, "Metrics recorder not installed; /metrics stays empty");
                 PrometheusBuilder::new().build_recorder().handle()
@@ -32,6 +35,26 @@ pub fn renderer() -> MetricsRenderer {
     });
     let handle = handle.clone();
     Arc::new(move || handle.render())
+}
+
+/// Registers the HELP text of the metrics that dashboards and alerts use.
+fn describe() {
+    metrics::describe_counter!(
+        "hookline_events_total",
+        "Events offered to the creator, by outcome (created, duplicate, rejected)"
+    );
+    metrics::describe_counter!(
+        "hookline_deliveries_total",
+        "Finished delivery attempts, by outcome (delivered, retry, dead)"
+    );
+    metrics::describe_counter!(
+        "hookline_directory_cache_total",
+        "Application directory cache lookups, by result (hit, miss)"
+    );
+    metrics::describe_gauge!(
+        "hookline_kafka_consumer_lag",
+        "Records between the committed offset and the high watermark of each partition this process consumes"
+    );
 }
 
 /// Samples queue depth and the age of the oldest ready task every few seconds.

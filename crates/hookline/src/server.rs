@@ -7,8 +7,10 @@ use crate::config::{Config, OnRedisFailure};
 use anyhow::{bail, Context};
 use hookline_api::{ApiState, OpsState};
 use hookline_core::webhook_url::AddressPolicy;
-use hookline_creator::{Creator, CreatorSettings, DedupFailure, IngestBatcher};
-use hookline_delivery::{build_client, ClientSettings, Dispatcher, DispatcherSettings, HttpEgress};
+use hookline_creator::{Creator, CreatorSettings, DedupFailure, IngestBatcher, SchemaRegistry};
+use hookline_delivery::{
+    build_client, ClientSettings, Dispatcher, DispatcherSettings, SharedRetryPolicy,
+};
 use hookline_kafka::{KafkaSettings, KafkaSource};
 use rand::RngCore;
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub enum Role {
     Dispatcher,
     /// Admin and ingest API (`hookline api`).
     Api,
+    /// The egress gateway (`hookline gateway`), in either mode.
+    Gateway,
 }
 
 impl Role {
@@ -43,6 +47,7 @@ impl Role {
             Self::Creator => "creator",
             Self::Dispatcher => "dispatcher",
             Self::Api => "api",
+            Self::Gateway => "gateway",
         }
     }
 
@@ -68,6 +73,8 @@ pub struct Running {
     /// Address of the HTTP listener (useful when the port was 0).
     pub api_address: SocketAddr,
     pub admin_token: String,
+    /// The dispatcher's retry policy, which a configuration reload replaces.
+    pub retry_policy: SharedRetryPolicy,
     grace: Duration,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
@@ -102,6 +109,9 @@ impl Running {
 /// Opens the backends, starts the components of `role`, and returns once
 /// the HTTP listener is bound.
 pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
+    if role == Role::Gateway {
+        return start_gateway(config).await;
+    }
     if role != Role::All && !backends::is_distributed(&config) {
         bail!(
             "hookline {} runs against the distributed backends; set storage.url and queue.url, or run `hookline serve` for the embedded mode",
@@ -113,11 +123,13 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let admin_token = admin_token(&config)?;
-    let creator = Arc::new(build_creator(&config, &backends));
+    let creator = Arc::new(build_creator(&config, &backends)?);
+    let retry_policy = SharedRetryPolicy::new(config.retry);
     let Backends {
         store,
         queue,
         directory,
+        limiter,
         probes,
         history,
         background,
@@ -153,6 +165,8 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             store.clone(),
             queue.clone(),
             directory.clone(),
+            limiter,
+            retry_policy.clone(),
         )?;
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
@@ -179,6 +193,12 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             creator,
             address_policy: address_policy(&config),
             admin_token: admin_token.clone().into(),
+            ingest_token: config
+                .api
+                .ingest_token
+                .as_deref()
+                .filter(|token| !token.is_empty())
+                .map(Into::into),
             max_payload_size: config.ingest.max_payload_size,
             ops,
         })
@@ -191,6 +211,24 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     Ok(Running {
         api_address,
         admin_token,
+        retry_policy,
+        grace: config.shutdown.grace,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Starts `hookline gateway`, which needs neither the queue nor the
+/// exclusive lock of the embedded mode.
+async fn start_gateway(config: Config) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let api_address = crate::gateway::start(&config, &mut tasks, shutdown.clone()).await?;
+    tracing::info!(role = Role::Gateway.name(), %api_address, "Hookline started");
+    Ok(Running {
+        api_address,
+        admin_token: String::new(),
+        retry_policy: SharedRetryPolicy::new(config.retry),
         grace: config.shutdown.grace,
         shutdown,
         tasks,
@@ -218,7 +256,7 @@ async fn serve_http(
     Ok(address)
 }
 
-fn build_creator(config: &Config, backends: &Backends) -> Creator {
+fn build_creator(config: &Config, backends: &Backends) -> anyhow::Result<Creator> {
     let settings = CreatorSettings {
         max_payload_size: config.ingest.max_payload_size,
         dedup_retention: config.dedup.retention,
@@ -228,13 +266,18 @@ fn build_creator(config: &Config, backends: &Backends) -> Creator {
         },
         ..CreatorSettings::default()
     };
-    Creator::new(
+    let creator = Creator::new(
         backends.store.clone(),
         backends.queue.clone(),
         backends.directory.clone(),
         settings,
     )
-    .with_deduplicator(backends.dedup.clone())
+    .with_deduplicator(backends.dedup.clone());
+    let Some(url) = &config.schema_registry.url else {
+        return Ok(creator);
+    };
+    let registry = SchemaRegistry::new(url).context("invalid schema_registry.url")?;
+    Ok(creator.with_schema_registry(registry))
 }
 
 fn build_dispatcher(
@@ -243,6 +286,8 @@ fn build_dispatcher(
     store: Arc<dyn hookline_core::store::Store>,
     queue: Arc<dyn hookline_core::queue::DeliveryQueue>,
     directory: Arc<dyn hookline_core::directory::Directory>,
+    limiter: Arc<dyn hookline_core::limit::RateLimiter>,
+    retry_policy: SharedRetryPolicy,
 ) -> anyhow::Result<Arc<Dispatcher>> {
     let client_settings = ClientSettings {
         timeout: config.delivery.timeout,
@@ -252,16 +297,21 @@ fn build_dispatcher(
         max_idle_per_host: config.delivery.per_endpoint_concurrency,
     };
     let client = build_client(&client_settings)?;
-    let egress = Arc::new(HttpEgress::new(client, policy.clone()));
+    let egress = crate::gateway::dispatcher_egress(config, client, policy)?;
     let settings = DispatcherSettings {
         concurrency: config.delivery.concurrency,
         per_endpoint_concurrency: config.delivery.per_endpoint_concurrency,
         visibility_timeout: config.visibility_timeout(),
-        retry: config.retry,
+        retry: retry_policy,
         shutdown_grace: config.shutdown.grace,
+        limit_period_override: config.limits.period_override,
+        disable_after: Some(config.delivery.disable_after).filter(|after| !after.is_zero()),
+        disabled_recheck: config.delivery.disabled_recheck,
         ..DispatcherSettings::default()
     };
-    Ok(Dispatcher::new(store, queue, directory, egress, settings))
+    Ok(Dispatcher::with_limiter(
+        store, queue, directory, egress, limiter, settings,
+    ))
 }
 
 fn spawn_kafka(
@@ -296,11 +346,11 @@ fn spawn_kafka(
     Ok(())
 }
 
-fn address_policy(config: &Config) -> AddressPolicy {
+pub(crate) fn address_policy(config: &Config) -> AddressPolicy {
     AddressPolicy {
         allow_http: config.delivery.allow_http,
         allow_private: config.delivery.allow_private_addresses,
-        allowed_networks: Vec::new(),
+        allowed_networks: config.delivery.allowed_networks.clone(),
     }
 }
 

@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use hookline_core::directory::StoreDirectory;
 use hookline_core::queue::{DeliveryQueue, DeliveryTask};
 use hookline_core::store::{
-    AttemptOutcome, DeadLetter, DeliveryFilter, InsertOutcome, NewEvent, RejectedRecord, Store,
-    StoreError,
+    AttemptOutcome, DeadLetter, DeliveryFilter, InsertOutcome, NewEvent, RejectedRecord,
+    RejectionFilter, Store, StoreError, StoredRejection,
 };
+use hookline_core::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageQuery};
 use hookline_core::{
     Application, ApplicationId, ApplicationState, ContentType, DeliveryId, DeliveryRecord, EventId,
-    Product, SigningSecret,
+    Plan, Product, SigningSecret,
 };
 use hookline_creator::{Creator, CreatorSettings};
 use hookline_kafka::{KafkaError, KafkaSettings, KafkaSource};
@@ -118,6 +119,9 @@ impl Store for FlakyStore {
     async fn products(&self) -> Result<Vec<Product>, StoreError> {
         self.inner.products().await
     }
+    async fn update_product_schema(&self, product: &Product) -> Result<bool, StoreError> {
+        self.inner.update_product_schema(product).await
+    }
     async fn create_application(&self, application: &Application) -> Result<(), StoreError> {
         self.inner.create_application(application).await
     }
@@ -126,6 +130,9 @@ impl Store for FlakyStore {
     }
     async fn applications(&self, product: Option<&str>) -> Result<Vec<Application>, StoreError> {
         self.inner.applications(product).await
+    }
+    async fn upsert_application(&self, application: &Application) -> Result<(), StoreError> {
+        self.inner.upsert_application(application).await
     }
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
         self.insert_calls.fetch_add(1, Ordering::SeqCst);
@@ -156,6 +163,19 @@ impl Store for FlakyStore {
     async fn record_rejected(&self, record: &RejectedRecord) -> Result<(), StoreError> {
         self.inner.record_rejected(record).await
     }
+    async fn rejections(
+        &self,
+        product: &str,
+        filter: &RejectionFilter,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        self.inner.rejections(product, filter).await
+    }
+    async fn rejection(&self, id: i64) -> Result<Option<StoredRejection>, StoreError> {
+        self.inner.rejection(id).await
+    }
+    async fn mark_replayed(&self, id: i64, event: &EventId) -> Result<bool, StoreError> {
+        self.inner.mark_replayed(id, event).await
+    }
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
         self.inner.record_outcomes(outcomes).await
     }
@@ -174,6 +194,38 @@ impl Store for FlakyStore {
     }
     async fn revive(&self, id: &DeliveryId) -> Result<Option<DeliveryTask>, StoreError> {
         self.inner.revive(id).await
+    }
+    async fn create_plan(&self, plan: &Plan) -> Result<(), StoreError> {
+        self.inner.create_plan(plan).await
+    }
+    async fn plan(&self, name: &str) -> Result<Option<Plan>, StoreError> {
+        self.inner.plan(name).await
+    }
+    async fn plans(&self) -> Result<Vec<Plan>, StoreError> {
+        self.inner.plans().await
+    }
+    async fn update_plan(&self, plan: &Plan) -> Result<bool, StoreError> {
+        self.inner.update_plan(plan).await
+    }
+    async fn set_application_plan(
+        &self,
+        application: &ApplicationId,
+        plan: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.set_application_plan(application, plan).await
+    }
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        self.inner.record_usage(batch).await
+    }
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<HourlyUsage>, StoreError> {
+        self.inner.usage(query).await
+    }
+    async fn over_limit_windows(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<OverLimitWindow>, StoreError> {
+        self.inner.over_limit_windows(from, to).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
@@ -275,6 +327,8 @@ impl Harness {
             name: name.to_owned(),
             topic: topic.to_owned(),
             content_type: ContentType::Json,
+            schema: None,
+            validate: false,
             created_at: OffsetDateTime::now_utc(),
         };
         self.store

@@ -1,16 +1,20 @@
 //! Products and applications.
 
+use super::secrets::open_secret;
 use super::PgStore;
 use crate::codec::{
-    content_type_name, invalid, is_foreign_key_violation, is_unique_violation,
-    parse_application_state, parse_content_type, store_failure,
+    content_type_name, is_foreign_key_violation, is_unique_violation, parse_application_state,
+    parse_content_type, store_failure,
 };
+use hookline_core::cipher::{CipherError, SecretCipher};
 use hookline_core::store::StoreError;
-use hookline_core::{Application, ApplicationId, Product, SigningSecret};
+use hookline_core::{Application, ApplicationId, Product};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-const SELECT_PRODUCTS: &str = "SELECT name, topic, content_type, created_at FROM products";
+const SELECT_PRODUCTS: &str =
+    "SELECT name, topic, content_type, payload_schema, validate_payload, \
+     created_at FROM products";
 
 const SELECT_APPLICATIONS: &str =
     "SELECT id, name, product, plan, webhook_url, secret, state, created_at FROM applications";
@@ -18,11 +22,15 @@ const SELECT_APPLICATIONS: &str =
 impl PgStore {
     pub(super) async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO products (name, topic, content_type, created_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO products \
+             (name, topic, content_type, payload_schema, validate_payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&product.name)
         .bind(&product.topic)
         .bind(content_type_name(product.content_type))
+        .bind(product.schema.as_deref())
+        .bind(product.validate)
         .bind(product.created_at)
         .execute(&self.pool)
         .await;
@@ -76,7 +84,7 @@ impl PgStore {
         .bind(&application.product)
         .bind(&application.plan)
         .bind(&application.webhook_url)
-        .bind(application.secret.expose())
+        .bind(self.seal_secret(application)?)
         .bind(application.state.as_str())
         .bind(application.created_at)
         .execute(&self.pool)
@@ -99,6 +107,51 @@ impl PgStore {
         }
     }
 
+    /// Inserts or updates an application of an external directory. The
+    /// `WHERE` clause skips rows that would not change, so a directory that
+    /// upserts its whole list on every refresh writes nothing in the steady
+    /// state.
+    pub(super) async fn upsert_application_row(
+        &self,
+        application: &Application,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO applications \
+             (id, name, product, plan, webhook_url, secret, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (id) DO UPDATE SET \
+               name = excluded.name, product = excluded.product, plan = excluded.plan, \
+               webhook_url = excluded.webhook_url, state = excluded.state \
+             WHERE (applications.name, applications.product, applications.plan, \
+                    applications.webhook_url, applications.state) \
+               IS DISTINCT FROM \
+                   (excluded.name, excluded.product, excluded.plan, \
+                    excluded.webhook_url, excluded.state)",
+        )
+        .bind(application.id.as_str())
+        .bind(&application.name)
+        .bind(&application.product)
+        .bind(&application.plan)
+        .bind(&application.webhook_url)
+        .bind(self.seal_secret(application)?)
+        .bind(application.state.as_str())
+        .bind(application.created_at)
+        .execute(&self.pool)
+        .await;
+
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_foreign_key_violation(&error) => {
+                let message = format!(
+                    "failed to store application {}: product {:?} does not exist",
+                    application.id, application.product
+                );
+                Err(StoreError::backend(message, error))
+            }
+            Err(error) => Err(store_failure("store an application")(error)),
+        }
+    }
+
     pub(super) async fn find_application(
         &self,
         id: &ApplicationId,
@@ -110,7 +163,7 @@ impl PgStore {
             .await
             .map_err(store_failure("read an application"))?;
         row.as_ref()
-            .map(application_from_row)
+            .map(|row| application_from_row(row, self.keys()))
             .transpose()
             .map_err(store_failure("read an application"))
     }
@@ -134,7 +187,7 @@ impl PgStore {
         }
         .map_err(store_failure("list applications"))?;
         rows.iter()
-            .map(application_from_row)
+            .map(|row| application_from_row(row, self.keys()))
             .collect::<Result<_, _>>()
             .map_err(store_failure("list applications"))
     }
@@ -146,17 +199,21 @@ fn product_from_row(row: &PgRow) -> Result<Product, sqlx::Error> {
         name: row.try_get("name")?,
         topic: row.try_get("topic")?,
         content_type: parse_content_type(content_type)?,
+        schema: row.try_get("payload_schema")?,
+        validate: row.try_get("validate_payload")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-fn application_from_row(row: &PgRow) -> Result<Application, sqlx::Error> {
-    let secret: &str = row.try_get("secret")?;
+fn application_from_row(
+    row: &PgRow,
+    keys: Result<&SecretCipher, CipherError>,
+) -> Result<Application, sqlx::Error> {
+    let stored: &str = row.try_get("secret")?;
     let state: &str = row.try_get("state")?;
     let id: String = row.try_get("id")?;
     Ok(Application {
-        secret: SigningSecret::parse(secret)
-            .map_err(|_| invalid("signing secret of application", id.clone()))?,
+        secret: open_secret(keys, stored, &id)?,
         id: ApplicationId::from_stored(id),
         name: row.try_get("name")?,
         product: row.try_get("product")?,

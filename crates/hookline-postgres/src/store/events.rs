@@ -130,14 +130,16 @@ impl PgStore {
     pub(super) async fn insert_rejected(&self, record: &RejectedRecord) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO rejected_records \
-             (product, reason, kafka_topic, kafka_partition, kafka_offset, payload, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (product, reason, kafka_topic, kafka_partition, kafka_offset, idempotency_key, \
+              payload, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record.product.as_deref())
         .bind(&record.reason)
         .bind(record.topic.as_deref())
         .bind(record.partition)
         .bind(record.offset)
+        .bind(record.idempotency_key.as_deref())
         .bind(record.payload.as_deref())
         .bind(record.received_at)
         .execute(&self.pool)

@@ -1,34 +1,48 @@
 //! [`Store`] on PostgreSQL. The trait methods delegate to the submodules:
 //! products and applications in `catalogue`, events and their deduplication
-//! in `events` and `dedup`, and deliveries with their attempts in
-//! `deliveries`.
+//! in `events` and `dedup`, deliveries with their attempts in
+//! `deliveries`, and plans and usage metering in `plans` and `usage`.
 
 mod catalogue;
 mod dedup;
 mod deliveries;
+mod endpoint_health;
 mod events;
+mod plans;
 mod records;
+mod rejections;
+mod secrets;
 mod tasks;
+mod usage;
 
 use crate::codec::store_failure;
 use async_trait::async_trait;
+use hookline_core::cipher::SecretCipher;
+use hookline_core::endpoint_health::Disablement;
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{
-    AttemptOutcome, DeadLetter, DeliveryFilter, InsertOutcome, NewEvent, RejectedRecord, Store,
-    StoreError,
+    AttemptOutcome, DeadLetter, DeliveryFilter, InsertOutcome, NewEvent, RejectedRecord,
+    RejectionFilter, Store, StoreError, StoredRejection,
 };
-use hookline_core::{Application, ApplicationId, DeliveryId, DeliveryRecord, EventId, Product};
+use hookline_core::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageQuery};
+use hookline_core::{
+    Application, ApplicationId, DeliveryId, DeliveryRecord, EventId, Plan, Product,
+};
 use sqlx::PgPool;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The state store on a PostgreSQL connection pool.
 pub struct PgStore {
     pool: PgPool,
+    /// Encrypts signing secrets before they are written, and decrypts them.
+    /// Without keys, reading or writing a secret fails.
+    cipher: Option<Arc<SecretCipher>>,
 }
 
 impl PgStore {
-    pub(crate) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub(crate) fn new(pool: PgPool, cipher: Option<Arc<SecretCipher>>) -> Self {
+        Self { pool, cipher }
     }
 }
 
@@ -46,6 +60,12 @@ impl Store for PgStore {
         self.list_products().await
     }
 
+    async fn update_product_schema(&self, product: &Product) -> Result<bool, StoreError> {
+        self.set_product_schema(product)
+            .await
+            .map_err(store_failure("update a product's schema"))
+    }
+
     async fn create_application(&self, application: &Application) -> Result<(), StoreError> {
         self.insert_application(application).await
     }
@@ -56,6 +76,10 @@ impl Store for PgStore {
 
     async fn applications(&self, product: Option<&str>) -> Result<Vec<Application>, StoreError> {
         self.list_applications(product).await
+    }
+
+    async fn upsert_application(&self, application: &Application) -> Result<(), StoreError> {
+        self.upsert_application_row(application).await
     }
 
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
@@ -99,6 +123,28 @@ impl Store for PgStore {
             .map_err(store_failure("record a rejected record"))
     }
 
+    async fn rejections(
+        &self,
+        product: &str,
+        filter: &RejectionFilter,
+    ) -> Result<Vec<StoredRejection>, StoreError> {
+        self.list_rejections(product, filter)
+            .await
+            .map_err(store_failure("list rejected records"))
+    }
+
+    async fn rejection(&self, id: i64) -> Result<Option<StoredRejection>, StoreError> {
+        self.find_rejection(id)
+            .await
+            .map_err(store_failure("read a rejected record"))
+    }
+
+    async fn mark_replayed(&self, id: i64, event: &EventId) -> Result<bool, StoreError> {
+        self.set_replayed(id, event)
+            .await
+            .map_err(store_failure("mark a rejected record as replayed"))
+    }
+
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
         self.apply_outcomes(outcomes)
             .await
@@ -136,11 +182,94 @@ impl Store for PgStore {
             .map_err(store_failure("revive a delivery"))
     }
 
+    async fn create_plan(&self, plan: &Plan) -> Result<(), StoreError> {
+        self.insert_plan(plan).await
+    }
+
+    async fn plan(&self, name: &str) -> Result<Option<Plan>, StoreError> {
+        self.find_plan(name)
+            .await
+            .map_err(store_failure("read a plan"))
+    }
+
+    async fn plans(&self) -> Result<Vec<Plan>, StoreError> {
+        self.list_plans().await.map_err(store_failure("list plans"))
+    }
+
+    async fn update_plan(&self, plan: &Plan) -> Result<bool, StoreError> {
+        self.replace_plan(plan)
+            .await
+            .map_err(store_failure("update a plan"))
+    }
+
+    async fn set_application_plan(
+        &self,
+        application: &ApplicationId,
+        plan: &str,
+    ) -> Result<bool, StoreError> {
+        self.move_application(application, plan)
+            .await
+            .map_err(store_failure("change the plan of an application"))
+    }
+
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        self.add_usage(batch)
+            .await
+            .map_err(store_failure("record usage"))
+    }
+
+    async fn usage(&self, query: &UsageQuery) -> Result<Vec<HourlyUsage>, StoreError> {
+        self.find_usage(query)
+            .await
+            .map_err(store_failure("read usage"))
+    }
+
+    async fn over_limit_windows(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<OverLimitWindow>, StoreError> {
+        self.find_over_limit_windows(from, to)
+            .await
+            .map_err(store_failure("read windows over the limit"))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map_err(store_failure("reach the database"))?;
         Ok(())
+    }
+
+    async fn disable_application(
+        &self,
+        application: &ApplicationId,
+        disablement: &Disablement,
+    ) -> Result<bool, StoreError> {
+        self.disable_application_row(application, disablement).await
+    }
+
+    async fn enable_application(&self, application: &ApplicationId) -> Result<bool, StoreError> {
+        self.enable_application_row(application).await
+    }
+
+    async fn disablement(
+        &self,
+        application: &ApplicationId,
+    ) -> Result<Option<Disablement>, StoreError> {
+        self.find_disablement(application).await
+    }
+
+    async fn record_endpoint_failure(
+        &self,
+        application: &ApplicationId,
+        at: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.note_endpoint_failure(application, at).await
+    }
+
+    async fn record_endpoint_success(&self, application: &ApplicationId) -> Result<(), StoreError> {
+        self.note_endpoint_success(application).await
     }
 }

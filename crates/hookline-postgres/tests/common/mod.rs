@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use hookline_core::cipher::SecretCipher;
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{InsertOutcome, NewEvent, Store};
 use hookline_core::{
@@ -51,6 +52,7 @@ impl TestSchema {
         PgBackend::connect(&database_url(), Some(&self.name), TEST_CONNECTIONS)
             .await
             .expect("connect to the test database")
+            .with_secret_keys(test_keys())
     }
 
     /// Connects a backend to this schema and migrates it.
@@ -154,6 +156,8 @@ pub(crate) fn product(name: &str) -> Product {
         name: name.to_owned(),
         topic: format!("{name}-topic"),
         content_type: ContentType::Json,
+        schema: None,
+        validate: false,
         created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
     }
 }
@@ -234,4 +238,11 @@ pub(crate) async fn insert_enqueued(fixture: &Fixture, key: &str, payload: &[u8]
         .await
         .expect("mark enqueued");
     tasks_of(&new_event).remove(0)
+}
+
+/// The fixed secret key of the tests, so every connection to a test schema
+/// decrypts what another one wrote.
+pub(crate) fn test_keys() -> SecretCipher {
+    SecretCipher::parse(&["test:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned()])
+        .expect("valid test key")
 }

@@ -8,12 +8,14 @@
 
 mod receive;
 mod settle;
+mod wake;
 
 use crate::codec::{invalid, json_rows, now_millis, queue_failure};
 use async_trait::async_trait;
 use hookline_core::queue::{
     DeliveryQueue, DeliveryTask, Leased, QueueDepth, QueueError, Settlement,
 };
+use hookline_core::ApplicationId;
 use sqlx::{Row, SqlitePool};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -100,6 +102,10 @@ impl DeliveryQueue for SqliteQueue {
 
     async fn settle(&self, settlements: Vec<Settlement>) -> Result<(), QueueError> {
         self.settle_leases(&settlements).await
+    }
+
+    async fn wake_application(&self, application: &ApplicationId) -> Result<u64, QueueError> {
+        self.wake_tasks_of(application).await
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {

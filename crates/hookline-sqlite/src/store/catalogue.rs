@@ -5,12 +5,15 @@ use crate::codec::{
     content_type_name, from_millis, invalid, parse_application_state, parse_content_type,
     store_failure, to_millis,
 };
+use hookline_core::cipher::SecretCipher;
 use hookline_core::store::StoreError;
 use hookline_core::{Application, ApplicationId, Product, SigningSecret};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-const PRODUCT_COLUMNS: &str = "SELECT name, topic, content_type, created_at FROM products";
+const PRODUCT_COLUMNS: &str =
+    "SELECT name, topic, content_type, payload_schema, validate_payload, \
+     created_at FROM products";
 
 const APPLICATION_COLUMNS: &str =
     "SELECT id, name, product, plan, webhook_url, secret, state, created_at FROM applications";
@@ -18,11 +21,15 @@ const APPLICATION_COLUMNS: &str =
 impl SqliteStore {
     pub(super) async fn insert_product(&self, product: &Product) -> Result<(), StoreError> {
         let result = sqlx::query(
-            "INSERT INTO products (name, topic, content_type, created_at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO products \
+             (name, topic, content_type, payload_schema, validate_payload, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&product.name)
         .bind(&product.topic)
         .bind(content_type_name(product.content_type))
+        .bind(product.schema.as_deref())
+        .bind(product.validate)
         .bind(to_millis(product.created_at))
         .execute(&self.writer)
         .await;
@@ -76,7 +83,10 @@ impl SqliteStore {
         .bind(&application.product)
         .bind(&application.plan)
         .bind(&application.webhook_url)
-        .bind(application.secret.expose())
+        .bind(
+            self.cipher
+                .encrypt(application.secret.expose(), application.id.as_str()),
+        )
         .bind(application.state.as_str())
         .bind(to_millis(application.created_at))
         .execute(&self.writer)
@@ -99,6 +109,54 @@ impl SqliteStore {
         }
     }
 
+    /// Inserts or updates an application of an external directory. The
+    /// `WHERE` clause skips rows that would not change, so a directory that
+    /// upserts its whole list on every refresh writes nothing in the steady
+    /// state.
+    pub(super) async fn upsert_application_row(
+        &self,
+        application: &Application,
+    ) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO applications \
+             (id, name, product, plan, webhook_url, secret, state, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (id) DO UPDATE SET \
+               name = excluded.name, product = excluded.product, plan = excluded.plan, \
+               webhook_url = excluded.webhook_url, state = excluded.state \
+             WHERE applications.name IS NOT excluded.name \
+               OR applications.product IS NOT excluded.product \
+               OR applications.plan IS NOT excluded.plan \
+               OR applications.webhook_url IS NOT excluded.webhook_url \
+               OR applications.state IS NOT excluded.state",
+        )
+        .bind(application.id.as_str())
+        .bind(&application.name)
+        .bind(&application.product)
+        .bind(&application.plan)
+        .bind(&application.webhook_url)
+        .bind(
+            self.cipher
+                .encrypt(application.secret.expose(), application.id.as_str()),
+        )
+        .bind(application.state.as_str())
+        .bind(to_millis(application.created_at))
+        .execute(&self.writer)
+        .await;
+
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_foreign_key_violation(&error) => {
+                let message = format!(
+                    "failed to store application {}: product {:?} does not exist",
+                    application.id, application.product
+                );
+                Err(StoreError::backend(message, error))
+            }
+            Err(error) => Err(store_failure("store an application")(error)),
+        }
+    }
+
     pub(super) async fn find_application(
         &self,
         id: &ApplicationId,
@@ -110,7 +168,7 @@ impl SqliteStore {
             .await
             .map_err(store_failure("read an application"))?;
         row.as_ref()
-            .map(application_from_row)
+            .map(|row| application_from_row(row, &self.cipher))
             .transpose()
             .map_err(store_failure("read an application"))
     }
@@ -130,7 +188,7 @@ impl SqliteStore {
             .await
             .map_err(store_failure("list applications"))?;
         rows.iter()
-            .map(application_from_row)
+            .map(|row| application_from_row(row, &self.cipher))
             .collect::<Result<_, _>>()
             .map_err(store_failure("list applications"))
     }
@@ -150,17 +208,21 @@ fn product_from_row(row: &SqliteRow) -> Result<Product, sqlx::Error> {
         name: row.try_get("name")?,
         topic: row.try_get("topic")?,
         content_type: parse_content_type(content_type)?,
+        schema: row.try_get("payload_schema")?,
+        validate: row.try_get("validate_payload")?,
         created_at: from_millis(row.try_get("created_at")?)?,
     })
 }
 
-fn application_from_row(row: &SqliteRow) -> Result<Application, sqlx::Error> {
-    let secret: &str = row.try_get("secret")?;
+fn application_from_row(
+    row: &SqliteRow,
+    cipher: &SecretCipher,
+) -> Result<Application, sqlx::Error> {
+    let stored: &str = row.try_get("secret")?;
     let state: &str = row.try_get("state")?;
     let id: String = row.try_get("id")?;
     Ok(Application {
-        secret: SigningSecret::parse(secret)
-            .map_err(|_| invalid("signing secret of application", id.clone()))?,
+        secret: decrypt_secret(cipher, stored, &id)?,
         id: ApplicationId::from_stored(id),
         name: row.try_get("name")?,
         product: row.try_get("product")?,
@@ -169,4 +231,17 @@ fn application_from_row(row: &SqliteRow) -> Result<Application, sqlx::Error> {
         state: parse_application_state(state)?,
         created_at: from_millis(row.try_get("created_at")?)?,
     })
+}
+
+/// Decrypts a stored signing secret; the error names the application and
+/// the key id, never the secret.
+fn decrypt_secret(
+    cipher: &SecretCipher,
+    stored: &str,
+    id: &str,
+) -> Result<SigningSecret, sqlx::Error> {
+    let text = cipher
+        .decrypt(stored, id)
+        .map_err(|error| invalid("signing secret of application", format!("{id}: {error}")))?;
+    SigningSecret::parse(&text).map_err(|_| invalid("signing secret of application", id))
 }

@@ -51,6 +51,8 @@ pub(crate) fn product(name: &str) -> Product {
         name: name.to_owned(),
         topic: format!("{name}-topic"),
         content_type: ContentType::Json,
+        schema: None,
+        validate: false,
         created_at: OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid time"),
     }
 }

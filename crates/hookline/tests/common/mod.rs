@@ -149,6 +149,11 @@ fn distributed_env() -> (Vec<(String, String)>, Option<String>) {
             ),
         ),
         ("HOOKLINE_STORAGE__SCHEMA".to_owned(), schema.clone()),
+        // The distributed mode needs a key for signing secrets at rest.
+        (
+            "HOOKLINE_SECRETS__KEYS".to_owned(),
+            "test:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+        ),
         (
             "HOOKLINE_QUEUE__URL".to_owned(),
             env_or(
@@ -203,7 +208,46 @@ impl Drop for World {
                 .stderr(Stdio::null())
                 .status();
         }
+        if let Some(queue) = self.queue_name() {
+            delete_queues(&queue);
+        }
     }
+}
+
+/// Deletes the main, delay and dead-letter queues of a distributed test, so
+/// quorum queues do not pile up on the broker across test runs.
+fn delete_queues(main: &str) {
+    let listing = Command::new("rabbitmqctl")
+        .args(["list_queues", "-q", "--no-table-headers", "name"])
+        .output();
+    let Ok(listing) = listing else { return };
+    let names: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|name| name.starts_with(main))
+        .map(str::to_owned)
+        .collect();
+    let url = env_or(
+        "HOOKLINE_TEST_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+    );
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async move {
+            let properties = lapin::ConnectionProperties::default();
+            let connection = lapin::Connection::connect(&url, properties).await.ok()?;
+            let channel = connection.create_channel().await.ok()?;
+            for name in names {
+                let options = lapin::options::QueueDeleteOptions::default();
+                let _ = channel.queue_delete(name.as_str().into(), options).await;
+            }
+            Some(())
+        })
+    })
+    .join();
 }
 
 /// A running `hookline serve` process.
@@ -313,6 +357,16 @@ impl Server {
             .status()
             .expect("send SIGKILL");
         assert!(status.success(), "kill -KILL {pid} failed");
+    }
+
+    /// Sends SIGHUP, which makes the server reload its configuration.
+    pub fn hang_up(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("send SIGHUP");
+        assert!(status.success(), "kill -HUP {pid} failed");
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -1,0 +1,287 @@
+//! The `load` command: a Hookline phase that ingests events and waits for
+//! their deliveries, then a raw phase against the same receiver.
+
+use crate::generator::{self, per_second, GeneratorConfig, IngestOutcome};
+use crate::latency::LatencySummary;
+use crate::procfs;
+use crate::raw::{self, RawConfig, RawFigures};
+use crate::receipts::{ConnectionUse, Receipts};
+use crate::report::{self, DeliveryFigures, IngestFigures, LoadReport, ProcessFigures, Settings};
+use crate::server::{self, HooklineServer, Launch};
+use crate::usage::{CpuFigures, CpuSample};
+use crate::workload::endpoint_name;
+use anyhow::{bail, Result};
+use hookline_receiver::{Behaviour, Receiver, TestPki};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Product that every benchmark application subscribes to.
+const PRODUCT: &str = "bench-events";
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// Time without a new delivery after which a stall is logged.
+const STALL_AFTER: Duration = Duration::from_secs(15);
+
+/// Options of the `load` command.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadOptions {
+    pub(crate) hookline: PathBuf,
+    pub(crate) settings: Settings,
+    /// Limit of the Hookline phase, counted from the first ingest request.
+    pub(crate) timeout: Duration,
+    /// Destination of a copy of `hookline serve`'s log.
+    pub(crate) hookline_log: Option<PathBuf>,
+    pub(crate) raw: bool,
+}
+
+/// Figures of the Hookline phase.
+struct HooklinePhase {
+    ingest: IngestOutcome,
+    delivery: DeliveryFigures,
+    latency: LatencySummary,
+    process: ProcessFigures,
+    cpu: CpuFigures,
+}
+
+/// Runs both phases and returns the report.
+pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
+    let dir = tempfile::Builder::new()
+        .prefix("hookline-bench-")
+        .tempdir()?;
+    let pki = TestPki::generate()?;
+    let ca_file = dir.path().join("ca.pem");
+    pki.write_ca(&ca_file)?;
+    let receiver = Receiver::start(&pki, "127.0.0.1:0".parse()?).await?;
+
+    let log_file = dir.path().join("hookline.log");
+    let launch = Launch {
+        binary: &options.hookline,
+        data_dir: &dir.path().join("data"),
+        ca_file: &ca_file,
+        log_file: &log_file,
+        extra_env: hookline_env(&options.settings),
+    };
+    let mut server = HooklineServer::start(launch).await?;
+    subscribe(&server, &receiver, &options.settings).await?;
+
+    let phase = hookline_phase(&mut server, &receiver, &options).await?;
+    let status = server.stop().await?;
+    if !status.success() {
+        tracing::warn!(%status, "hookline serve did not exit cleanly after SIGTERM");
+    }
+    let log_lines = server::inspect_log(&log_file, options.hookline_log.as_deref())?;
+    receiver.clear();
+
+    let raw = if options.raw {
+        let requests = phase.delivery.expected.max(1);
+        Some(raw_phase(&receiver, &pki, &options.settings, requests).await?)
+    } else {
+        None
+    };
+    receiver.shutdown().await;
+
+    let fraction_of_raw = raw
+        .as_ref()
+        .filter(|raw| raw.requests_per_second > 0.0)
+        .map(|raw| phase.delivery.deliveries_per_second / raw.requests_per_second);
+    let mut report = LoadReport {
+        settings: options.settings,
+        ingest: ingest_figures(&phase.ingest),
+        delivery: phase.delivery,
+        latency: phase.latency,
+        hookline_process: phase.process,
+        cpu: phase.cpu,
+        hookline_log_lines: log_lines,
+        raw,
+        fraction_of_raw,
+        warnings: Vec::new(),
+    };
+    report.warnings = report::warnings(&report);
+    Ok(report)
+}
+
+/// Returns the variables added to `hookline serve`'s environment.
+fn hookline_env(settings: &Settings) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if settings.fail_ratio.is_some() {
+        // Retry n waits 10 ms + n^4 ms, so retries finish within seconds.
+        env.push(("HOOKLINE_RETRY__INTERVAL".to_owned(), "10ms".to_owned()));
+        env.push(("HOOKLINE_RETRY__BACKOFF_UNIT".to_owned(), "1ms".to_owned()));
+    }
+    // Settings from the command line come last, so they win.
+    env.extend(settings.hookline_env.iter().cloned());
+    env
+}
+
+async fn raw_phase(
+    receiver: &Receiver,
+    pki: &TestPki,
+    settings: &Settings,
+    requests: u64,
+) -> Result<RawFigures> {
+    let config = RawConfig {
+        requests,
+        payload_bytes: settings.payload_bytes,
+        concurrency: settings.concurrency,
+    };
+    tracing::info!(
+        requests,
+        "raw phase: sending signed requests straight to the receiver"
+    );
+    raw::run(receiver, &pki.ca_pem, config).await
+}
+
+/// Creates the product and the applications, each on its own receiver
+/// endpoint with its secret registered there.
+async fn subscribe(
+    server: &HooklineServer,
+    receiver: &Receiver,
+    settings: &Settings,
+) -> Result<()> {
+    server.create_product(PRODUCT).await?;
+    for index in 0..settings.applications {
+        let endpoint = endpoint_name(index);
+        let url = receiver.endpoint_url(&endpoint);
+        let secret = server.create_application(PRODUCT, &endpoint, &url).await?;
+        receiver.set_secret(&endpoint, secret);
+        if let Some(ratio) = settings.fail_ratio {
+            receiver.script(&endpoint, Behaviour::FailRatio { ratio, status: 500 });
+        }
+    }
+    tracing::info!(
+        applications = settings.applications,
+        "subscribed applications"
+    );
+    Ok(())
+}
+
+async fn hookline_phase(
+    server: &mut HooklineServer,
+    receiver: &Receiver,
+    options: &LoadOptions,
+) -> Result<HooklinePhase> {
+    let settings = &options.settings;
+    let clock_ticks = procfs::clock_ticks_per_second();
+    let before = CpuSample::take(server.pid(), clock_ticks)?;
+
+    let config = GeneratorConfig {
+        ingest_url: format!("{}/api/v1/products/{PRODUCT}/events", server.api_url()),
+        events: settings.events,
+        payload_bytes: settings.payload_bytes,
+        concurrency: settings.concurrency,
+        rate: settings.rate_per_second,
+    };
+    let ingest = generator::run(config).await?;
+    tracing::info!(
+        accepted = ingest.accepted,
+        rejected = ingest.rejected,
+        "ingest finished"
+    );
+    let expected = ingest.accepted * u64::from(settings.applications);
+    let deadline = ingest.started + options.timeout;
+    wait_for_deliveries(server, receiver, expected, deadline).await?;
+
+    // Read before stopping the process, because an exited process has no VmHWM.
+    let after = CpuSample::take(server.pid(), clock_ticks)?;
+    let process = ProcessFigures {
+        cpu_seconds_total: after.hookline_total(),
+        peak_rss_mib: procfs::peak_rss_kib(server.pid())? as f64 / 1024.0,
+    };
+    let (delivery, latency) = delivery_figures(receiver, &ingest, settings, expected);
+    Ok(HooklinePhase {
+        ingest,
+        delivery,
+        latency,
+        process,
+        cpu: CpuFigures::between(&before, &after),
+    })
+}
+
+/// Computes delivery figures and latencies from the receiver's log.
+fn delivery_figures(
+    receiver: &Receiver,
+    ingest: &IngestOutcome,
+    settings: &Settings,
+    expected: u64,
+) -> (DeliveryFigures, LatencySummary) {
+    let records = receiver.all();
+    let stats = receiver.stats();
+    let receipts = Receipts::collect(&records, settings.events, settings.applications);
+    let latency = LatencySummary::from_samples(receipts.latencies(&ingest.sent));
+    let elapsed = receipts
+        .last_receipt
+        .map_or(Duration::ZERO, |last| last - ingest.started);
+    let delivery = DeliveryFigures {
+        expected,
+        delivered: receipts.delivered,
+        seconds: elapsed.as_secs_f64(),
+        deliveries_per_second: per_second(receipts.delivered, elapsed),
+        receiver_requests: stats.total,
+        attempts_per_delivery: stats.total as f64 / expected.max(1) as f64,
+        verification_failures: stats.failed_verification,
+        duplicates: stats.duplicates,
+        unmatched: receipts.unmatched,
+        connection_use: ConnectionUse::of(&records),
+    };
+    (delivery, latency)
+}
+
+/// Polls the receiver until `expected` distinct webhooks succeeded or
+/// `deadline` passed, logging progress and stalls. Fails if `hookline
+/// serve` exits meanwhile.
+async fn wait_for_deliveries(
+    server: &mut HooklineServer,
+    receiver: &Receiver,
+    expected: u64,
+    deadline: Instant,
+) -> Result<()> {
+    let mut last_progress_log = Instant::now();
+    let mut last_change = Instant::now();
+    let mut last_delivered = 0;
+    let mut stall_logged = false;
+    loop {
+        let stats = receiver.stats();
+        let delivered = stats.succeeded - stats.duplicates;
+        if delivered >= expected {
+            return Ok(());
+        }
+        if let Some(status) = server.exit_status()? {
+            bail!(
+                "hookline serve exited with {status} during the run. Its log ends with:\n{}",
+                server.log_tail(20)
+            );
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::warn!(delivered, expected, "timed out waiting for deliveries");
+            return Ok(());
+        }
+        if delivered != last_delivered {
+            last_delivered = delivered;
+            last_change = now;
+            stall_logged = false;
+        } else if now - last_change >= STALL_AFTER && !stall_logged {
+            tracing::warn!(delivered, expected, "no new delivery for {STALL_AFTER:?}");
+            stall_logged = true;
+        }
+        if now - last_progress_log >= PROGRESS_INTERVAL {
+            tracing::info!(
+                delivered,
+                expected,
+                requests = stats.total,
+                "waiting for deliveries"
+            );
+            last_progress_log = now;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+fn ingest_figures(ingest: &IngestOutcome) -> IngestFigures {
+    IngestFigures {
+        accepted: ingest.accepted,
+        rejected: ingest.rejected,
+        seconds: (ingest.finished - ingest.started).as_secs_f64(),
+        accepted_per_second: ingest.accepted_per_second(),
+    }
+}

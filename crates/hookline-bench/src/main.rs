@@ -1,0 +1,198 @@
+//! `hookline-bench`: measures Hookline's whole path on one machine, from
+//! HTTP ingest to a verifying HTTPS receiver.
+//!
+//! `load` runs the receiver in this process and `hookline serve` as a
+//! child process, ingests events, waits until each one reached every
+//! application, and prints throughput, end-to-end latency and the server's
+//! CPU time and peak memory. It then drives the same receiver directly
+//! (the raw phase), which shows how fast the receiver and this machine go
+//! with no Hookline in between. `raw` runs only that second phase.
+
+mod generator;
+mod latency;
+mod load;
+mod procfs;
+mod raw;
+mod receipts;
+mod report;
+mod server;
+mod usage;
+mod workload;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use hookline_receiver::{Receiver, TestPki};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "hookline-bench",
+    version,
+    about = "Load benchmarks of Hookline, from HTTP ingest to HTTPS delivery"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest events into `hookline serve`, wait for every delivery, then run the raw phase
+    Load(LoadArgs),
+    /// Send signed requests straight to a receiver, with no Hookline in between
+    Raw(RawArgs),
+}
+
+/// Payload and client settings shared by both commands.
+#[derive(Args)]
+struct TrafficArgs {
+    /// Size of each JSON event payload in bytes (at least about 30)
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: usize,
+    /// Requests in flight at once, over keep-alive connections
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    concurrency: u64,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    /// Path of the hookline binary [default: target/release/hookline in this workspace]
+    #[arg(long)]
+    hookline: Option<PathBuf>,
+    /// Events to ingest
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Applications subscribed to the product. Each event is delivered to every one
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    applications: u32,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// Fixed ingest rate in events per second [default: as fast as responses allow]
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Fraction of delivery attempts that the receiver fails with HTTP 500, from 0.0 to below 1.0.
+    /// It also sets retry.interval=10ms and retry.backoff_unit=1ms
+    #[arg(long, value_parser = parse_fail_ratio)]
+    fail_ratio: Option<f64>,
+    /// Limit of the Hookline phase from the first ingest request, such as 120s or 10m
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Write the figures as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Copy the log of hookline serve (warnings and errors) to this file
+    #[arg(long)]
+    hookline_log: Option<PathBuf>,
+    /// Extra environment variable for hookline serve, such as
+    /// HOOKLINE_DELIVERY__PER_ENDPOINT_CONCURRENCY=64. Repeat it for several variables
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    hookline_env: Vec<(String, String)>,
+    /// Skip the raw phase
+    #[arg(long)]
+    no_raw: bool,
+}
+
+#[derive(Args)]
+struct RawArgs {
+    /// Requests to send
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    requests: u64,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// Write the figures as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hookline_bench=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    match Cli::parse().command {
+        Command::Load(args) => run_load(args).await,
+        Command::Raw(args) => run_raw(args).await,
+    }
+}
+
+async fn run_load(args: LoadArgs) -> Result<()> {
+    let settings = report::Settings {
+        events: args.events,
+        applications: args.applications,
+        payload_bytes: args.traffic.payload_bytes,
+        concurrency: usize::try_from(args.traffic.concurrency)?,
+        rate_per_second: args.rate,
+        fail_ratio: args.fail_ratio,
+        timeout_seconds: args.timeout.as_secs_f64(),
+        hookline_env: args.hookline_env,
+    };
+    let options = load::LoadOptions {
+        hookline: args.hookline.unwrap_or_else(default_hookline_path),
+        settings,
+        timeout: args.timeout,
+        hookline_log: args.hookline_log,
+        raw: !args.no_raw,
+    };
+    let report = load::run(options).await?;
+    report::print_load(&report);
+    if let Some(path) = &args.json {
+        report::write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+async fn run_raw(args: RawArgs) -> Result<()> {
+    let pki = TestPki::generate()?;
+    let receiver = Receiver::start(&pki, "127.0.0.1:0".parse()?).await?;
+    let config = raw::RawConfig {
+        requests: args.requests,
+        payload_bytes: args.traffic.payload_bytes,
+        concurrency: usize::try_from(args.traffic.concurrency)?,
+    };
+    let figures = raw::run(&receiver, &pki.ca_pem, config).await?;
+    receiver.shutdown().await;
+    report::print_raw(&figures);
+    if let Some(path) = &args.json {
+        report::write_json(path, &figures)?;
+    }
+    Ok(())
+}
+
+/// Returns `target/release/hookline` under the workspace root, which is
+/// two levels above this crate's manifest.
+fn default_hookline_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/hookline")
+}
+
+fn parse_rate(text: &str) -> Result<f64> {
+    let rate: f64 = text.parse()?;
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("invalid rate {text}: expected a positive number of events per second");
+    }
+    Ok(rate)
+}
+
+fn parse_fail_ratio(text: &str) -> Result<f64> {
+    let ratio: f64 = text.parse()?;
+    if !(0.0..1.0).contains(&ratio) {
+        bail!("invalid fail ratio {text}: expected at least 0.0 and below 1.0, because at 1.0 nothing is ever delivered");
+    }
+    Ok(ratio)
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String)> {
+    let Some((key, value)) = text.split_once('=') else {
+        bail!("invalid setting {text:?}: expected KEY=VALUE");
+    };
+    if !key.starts_with("HOOKLINE_") {
+        bail!("invalid setting {text:?}: the variable must start with HOOKLINE_");
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}

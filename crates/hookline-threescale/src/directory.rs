@@ -1,0 +1,287 @@
+//! [`ThreescaleDirectory`]: the [`Directory`] of `directory.kind =
+//! "threescale"`.
+
+use crate::api::{AdminApi, FetchError};
+use crate::cache::{CachePolicy, StaleCache};
+use crate::parse::{parse_application, parse_application_id, Missing, ParsedApplication};
+use crate::ThreescaleSettings;
+use async_trait::async_trait;
+use hookline_core::directory::{Directory, DirectoryError, Endpoint};
+use hookline_core::store::{Store, StoreError};
+use hookline_core::{Application, ApplicationId, ApplicationState, PlanLimit, SigningSecret};
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Maximum wait between loads while 3scale fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The applications of one service, as last read.
+pub(crate) struct Snapshot {
+    /// Every application with a webhook URL and a secret, in any state.
+    endpoints: HashMap<ApplicationId, Arc<Endpoint>>,
+    /// The live ones, sorted by id.
+    subscribers: Arc<[ApplicationId]>,
+}
+
+/// A failed load of one service.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("storing the applications read from 3scale failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The subscription directory backed by 3scale.
+///
+/// Each application becomes a row in the state store, because deliveries
+/// refer to applications there. The row's secret is a random placeholder:
+/// the key that signs comes from 3scale on every read and is never stored.
+pub struct ThreescaleDirectory {
+    api: AdminApi,
+    settings: ThreescaleSettings,
+    store: Arc<dyn Store>,
+    cache: StaleCache<Snapshot>,
+    /// Fingerprint of each row written since the start, so unchanged rows
+    /// are not written again.
+    written: Mutex<HashMap<ApplicationId, u64>>,
+    /// Applications and products already warned about, so each warning is
+    /// logged once per process.
+    warned: Mutex<HashSet<String>>,
+}
+
+/// Settings that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ThreescaleError {
+    #[error("invalid 3scale directory configuration: {0}")]
+    Invalid(String),
+    #[error("cannot build the 3scale client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+impl ThreescaleDirectory {
+    pub fn new(
+        settings: ThreescaleSettings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, ThreescaleError> {
+        settings.validate().map_err(ThreescaleError::Invalid)?;
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(settings.request_timeout)
+            .user_agent(concat!("Hookline/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ThreescaleError::Client)?;
+        let api = AdminApi::new(
+            client,
+            settings.admin_url.clone(),
+            settings.access_token.clone(),
+        );
+        let policy = CachePolicy {
+            ttl: settings.cache_ttl,
+            stale_for: settings.stale_for,
+            backoff: settings.cache_ttl.min(MAX_BACKOFF),
+        };
+        Ok(Self {
+            api,
+            settings,
+            store,
+            cache: StaleCache::new(policy),
+            written: Mutex::new(HashMap::new()),
+            warned: Mutex::new(HashSet::new()),
+        })
+    }
+
+    async fn snapshot(&self, service: u64) -> Result<Arc<Snapshot>, DirectoryError> {
+        self.cache
+            .get(service, || self.load(service))
+            .await
+            .map_err(|message| DirectoryError {
+                message: format!("3scale service {service}: {message}"),
+                source: None,
+            })
+    }
+
+    /// Reads the service's applications and plans, stores their rows and
+    /// builds the snapshot.
+    async fn load(&self, service: u64) -> Result<Snapshot, LoadError> {
+        let product = self
+            .settings
+            .product_of(service)
+            .expect("services are looked up by product")
+            .to_owned();
+        let plan_names = self.api.plan_names(service).await?;
+        let raw = self.api.applications(service).await?;
+        let mut parsed = Vec::new();
+        for application in &raw {
+            match parse_application(application, service, &self.settings, &plan_names) {
+                Ok(application) => parsed.push(application),
+                Err((id, reason)) => self.warn_skipped(service, id, reason),
+            }
+        }
+        let limits = self.plan_limits(&parsed).await?;
+        for application in &parsed {
+            self.write_row(application, &product).await?;
+        }
+        tracing::debug!(
+            service,
+            read = raw.len(),
+            usable = parsed.len(),
+            "Read applications from 3scale"
+        );
+        Ok(build_snapshot(parsed, &limits))
+    }
+
+    /// Reads the rate limit of each Hookline plan the applications use.
+    async fn plan_limits(
+        &self,
+        applications: &[ParsedApplication],
+    ) -> Result<HashMap<String, Option<PlanLimit>>, StoreError> {
+        let mut limits = HashMap::new();
+        for application in applications {
+            if limits.contains_key(&application.plan) {
+                continue;
+            }
+            let limit = match self.store.plan(&application.plan).await? {
+                Some(plan) => plan.rate_limit(),
+                None => {
+                    let key = format!("plan:{}", application.plan);
+                    if self.first_warning(&key) {
+                        tracing::warn!(plan = %application.plan, "A 3scale application plan maps to no Hookline plan; sending without a rate limit (set directory.plans)");
+                    }
+                    None
+                }
+            };
+            limits.insert(application.plan.clone(), limit);
+        }
+        Ok(limits)
+    }
+
+    /// Inserts or updates the application's row unless it is unchanged.
+    async fn write_row(
+        &self,
+        application: &ParsedApplication,
+        product: &str,
+    ) -> Result<(), StoreError> {
+        let fingerprint = fingerprint(application, product);
+        let written = self
+            .written
+            .lock()
+            .expect("written lock")
+            .get(&application.id)
+            == Some(&fingerprint);
+        if written {
+            return Ok(());
+        }
+        let row = Application {
+            id: application.id.clone(),
+            name: application.name.clone(),
+            product: product.to_owned(),
+            plan: application.plan.clone(),
+            webhook_url: application.webhook_url.clone(),
+            secret: SigningSecret::generate(),
+            state: application.state,
+            created_at: OffsetDateTime::now_utc(),
+        };
+        self.store.upsert_application(&row).await?;
+        self.written
+            .lock()
+            .expect("written lock")
+            .insert(application.id.clone(), fingerprint);
+        Ok(())
+    }
+
+    fn warn_skipped(&self, service: u64, id: Option<u64>, reason: Missing) {
+        let key = format!("app:{service}:{id:?}:{reason:?}");
+        if !self.first_warning(&key) {
+            return;
+        }
+        let reason = match reason {
+            Missing::Id => "it has no id".to_owned(),
+            Missing::WebhookUrl => {
+                format!("field {} is missing", self.settings.webhook_url_field)
+            }
+            Missing::Secret => format!("field {} is missing", self.settings.secret_field),
+        };
+        tracing::warn!(service, application = ?id, %reason, "A 3scale application receives no webhooks");
+    }
+
+    fn first_warning(&self, key: &str) -> bool {
+        self.warned
+            .lock()
+            .expect("warned lock")
+            .insert(key.to_owned())
+    }
+}
+
+fn build_snapshot(
+    applications: Vec<ParsedApplication>,
+    limits: &HashMap<String, Option<PlanLimit>>,
+) -> Snapshot {
+    let mut subscribers: Vec<ApplicationId> = applications
+        .iter()
+        .filter(|application| application.state == ApplicationState::Active)
+        .map(|application| application.id.clone())
+        .collect();
+    subscribers.sort();
+    let endpoints = applications
+        .into_iter()
+        .map(|application| {
+            let endpoint = Endpoint {
+                application_id: application.id.clone(),
+                limit: limits.get(&application.plan).copied().flatten(),
+                url: application.webhook_url,
+                plan: application.plan,
+                secrets: vec![SigningSecret::from_raw_key(
+                    application.secret_text.as_bytes(),
+                )],
+                active: application.state == ApplicationState::Active,
+            };
+            (application.id, Arc::new(endpoint))
+        })
+        .collect();
+    Snapshot {
+        endpoints,
+        subscribers: subscribers.into(),
+    }
+}
+
+/// Hash of the stored columns of an application's row.
+fn fingerprint(application: &ParsedApplication, product: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    application.name.hash(&mut hasher);
+    product.hash(&mut hasher);
+    application.plan.hash(&mut hasher);
+    application.webhook_url.hash(&mut hasher);
+    application.state.as_str().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[async_trait]
+impl Directory for ThreescaleDirectory {
+    async fn subscribers(&self, product: &str) -> Result<Arc<[ApplicationId]>, DirectoryError> {
+        let Some(&service) = self.settings.services.get(product) else {
+            if self.first_warning(&format!("product:{product}")) {
+                tracing::warn!(product, "Product has no 3scale service in directory.services; its events go to no application");
+            }
+            return Ok(Arc::from([]));
+        };
+        Ok(self.snapshot(service).await?.subscribers.clone())
+    }
+
+    async fn endpoint(&self, id: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError> {
+        let Some((service, _)) = parse_application_id(id) else {
+            return Ok(None);
+        };
+        if self.settings.product_of(service).is_none() {
+            return Ok(None);
+        }
+        Ok(self.snapshot(service).await?.endpoints.get(id).cloned())
+    }
+
+    fn invalidate(&self) {
+        self.cache.expire();
+    }
+}

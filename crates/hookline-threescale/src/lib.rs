@@ -1,0 +1,25 @@
+//! The 3scale subscription directory (`directory.kind = "threescale"`).
+//!
+//! The applications of each configured 3scale service (product) are read
+//! from the Account Management API (module `api`), every page. An
+//! application receives webhooks when its `state` is `live` and it has a
+//! webhook URL (default: the extra field `webhook-url`) and a secret
+//! (default: its `user_key`). The Standard Webhooks signing key is the
+//! secret's UTF-8 bytes, so a consumer verifies with
+//! `whsec_<base64 of the user_key>`.
+//!
+//! Hookline ids are `app_3s{service}_{application}`, so the same 3scale
+//! application always has the same id. Lists are cached for
+//! `directory.cache_ttl`; while 3scale fails, the last good list is served
+//! for up to `directory.stale_for` (module `cache`).
+
+mod api;
+mod cache;
+mod directory;
+mod parse;
+mod settings;
+
+pub use api::FetchError;
+pub use directory::{ThreescaleDirectory, ThreescaleError};
+pub use parse::{application_id, parse_application_id};
+pub use settings::ThreescaleSettings;
