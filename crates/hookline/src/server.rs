@@ -82,8 +82,8 @@ pub struct Running {
 
 impl Running {
     /// Stops taking work and waits for in-flight work within the grace
-    /// period; whatever is still running then is aborted, and its queue
-    /// leases or unacknowledged messages are delivered again later.
+    /// period. Whatever still runs after that is aborted, and the queue
+    /// delivers its leased or unacknowledged tasks again later.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         let deadline = self.grace + Duration::from_secs(5);
@@ -354,7 +354,7 @@ pub(crate) fn address_policy(config: &Config) -> AddressPolicy {
     }
 }
 
-/// The configured token, or one generated and kept in `<data_dir>/admin-token`.
+/// Returns the configured token, or one generated and kept in `<data_dir>/admin-token`.
 fn admin_token(config: &Config) -> anyhow::Result<String> {
     if !config.api.admin_token.is_empty() {
         return Ok(config.api.admin_token.clone());
