@@ -23,7 +23,7 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// An error answered to the caller.
+/// An error returned to the caller.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -86,7 +86,7 @@ pub enum CreatorError {
     SchemaRegistry(#[from] RegistryError),
 }
 
-/// What the creator does while the shared idempotency key store is down.
+/// Creator behaviour while the shared idempotency key store is down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DedupFailure {
     /// Accept nothing until it is back; sources retry (the default).
@@ -238,7 +238,7 @@ impl Creator {
             .collect())
     }
 
-    /// Answers events whose key the shared record knows as duplicates and
+    /// Marks events whose key the shared record contains as duplicates and
     /// returns the others with their positions.
     async fn drop_known(
         &self,

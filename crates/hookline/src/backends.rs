@@ -45,12 +45,12 @@ pub trait HistoryPurge: Send + Sync + 'static {
     async fn purge(&self, older_than: time::OffsetDateTime) -> anyhow::Result<u64>;
 }
 
-/// Whether the configuration names the distributed backends.
+/// Returns whether the configuration names the distributed backends.
 pub fn is_distributed(config: &Config) -> bool {
     config.storage.url.is_some()
 }
 
-/// Opens the backends named by the configuration; `dispatches` says whether
+/// Opens the backends named by the configuration; `dispatches` tells whether
 /// this process takes deliveries from the queue.
 pub async fn open(config: &Config, dispatches: bool) -> anyhow::Result<Backends> {
     if is_distributed(config) {

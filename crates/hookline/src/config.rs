@@ -293,12 +293,12 @@ impl Config {
         Ok(())
     }
 
-    /// The visibility timeout of leased tasks: longer than any attempt.
+    /// Returns the visibility timeout of leased tasks, longer than any attempt.
     pub fn visibility_timeout(&self) -> Duration {
         self.delivery.timeout + Duration::from_secs(30)
     }
 
-    /// The effective configuration as TOML with secrets replaced.
+    /// Renders the effective configuration as TOML with secrets replaced.
     pub fn redacted_toml(&self) -> String {
         let mut copy = self.clone();
         if !copy.api.admin_token.is_empty() {
@@ -366,7 +366,7 @@ fn describe_figment_error(error: &figment::Error) -> String {
 }
 
 /// Whether `key` (a variable name without `HOOKLINE_`) names a file that
-/// holds a secret key's value, such as `API__ADMIN_TOKEN_FILE`.
+/// contains a secret key's value, such as `API__ADMIN_TOKEN_FILE`.
 fn is_secret_file_variable(key: &str) -> bool {
     let dotted = key.to_ascii_lowercase().replace("__", ".");
     dotted

@@ -293,9 +293,9 @@ async fn json_of(response: reqwest::Response) -> anyhow::Result<Value> {
     let body: Value = response
         .json()
         .await
-        .context("the API answered with a body that is not JSON")?;
+        .context("the API responded with a body that is not JSON")?;
     if !status.is_success() {
-        bail!("the API answered {status}: {body}");
+        bail!("the API responded {status}: {body}");
     }
     Ok(body)
 }

@@ -108,7 +108,7 @@ async fn with_redis(
         command_timeout: config.redis.command_timeout,
     };
     // A lazy client lets a replica start while Redis is down; deduplication
-    // then degrades as dedup.on_redis_failure says until Redis is back.
+    // then degrades as dedup.on_redis_failure sets until Redis is back.
     let client = RedisClient::connect_lazy(settings).context("invalid redis.url")?;
     let dedup: Arc<dyn Deduplicator> = Arc::new(RedisDeduplicator::new(client.clone()));
     let shared = SharedDirectory::new(local, InvalidationBus::new(client.clone()));
