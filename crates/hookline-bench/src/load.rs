@@ -1,22 +1,23 @@
 //! The `load` command: a Hookline phase that ingests events and waits for
 //! their deliveries, then a raw phase against the same receiver.
 
+use crate::deployment::Deployment;
 use crate::generator::{self, per_second, GeneratorConfig, IngestOutcome};
 use crate::latency::LatencySummary;
 use crate::procfs;
 use crate::raw::{self, RawConfig, RawFigures};
 use crate::receipts::{ConnectionUse, Receipts};
 use crate::report::{self, DeliveryFigures, IngestFigures, LoadReport, ProcessFigures, Settings};
-use crate::server::{self, HooklineServer, Launch};
+use crate::server::{self, HooklineServer};
 use crate::usage::{CpuFigures, CpuSample};
 use crate::workload::endpoint_name;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use hookline_receiver::{Behaviour, Receiver, TestPki};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Product that every benchmark application subscribes to.
-const PRODUCT: &str = "bench-events";
+pub(crate) const PRODUCT: &str = "bench-events";
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Time without a new delivery after which a stall is logged.
@@ -29,7 +30,7 @@ pub(crate) struct LoadOptions {
     pub(crate) settings: Settings,
     /// Limit of the Hookline phase, counted from the first ingest request.
     pub(crate) timeout: Duration,
-    /// Destination of a copy of `hookline serve`'s log.
+    /// Destination of a copy of the Hookline processes' logs.
     pub(crate) hookline_log: Option<PathBuf>,
     pub(crate) raw: bool,
 }
@@ -39,7 +40,7 @@ struct HooklinePhase {
     ingest: IngestOutcome,
     delivery: DeliveryFigures,
     latency: LatencySummary,
-    process: ProcessFigures,
+    processes: Vec<ProcessFigures>,
     cpu: CpuFigures,
 }
 
@@ -53,23 +54,29 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
     pki.write_ca(&ca_file)?;
     let receiver = Receiver::start(&pki, "127.0.0.1:0".parse()?).await?;
 
-    let log_file = dir.path().join("hookline.log");
-    let launch = Launch {
-        binary: &options.hookline,
-        data_dir: &dir.path().join("data"),
-        ca_file: &ca_file,
-        log_file: &log_file,
-        extra_env: hookline_env(&options.settings),
-    };
-    let mut server = HooklineServer::start(launch).await?;
-    subscribe(&server, &receiver, &options.settings).await?;
+    let mut deployment = Deployment::start(
+        &options.hookline,
+        &options.settings.topology,
+        dir.path(),
+        &ca_file,
+        hookline_env(&options.settings),
+        None,
+    )
+    .await?;
+    subscribe(deployment.front(), &receiver, &options.settings).await?;
 
-    let phase = hookline_phase(&mut server, &receiver, &options).await?;
-    let status = server.stop().await?;
-    if !status.success() {
-        tracing::warn!(%status, "hookline serve did not exit cleanly after SIGTERM");
+    let phase = hookline_phase(&mut deployment, &receiver, &options).await?;
+    let logs: Vec<_> = deployment
+        .processes()
+        .map(HooklineServer::log_file)
+        .collect();
+    for command in deployment.stop().await? {
+        tracing::warn!(
+            command,
+            "a hookline process did not exit cleanly after SIGTERM"
+        );
     }
-    let log_lines = server::inspect_log(&log_file, options.hookline_log.as_deref())?;
+    let log_lines = server::inspect_logs(&logs, options.hookline_log.as_deref())?;
     receiver.clear();
 
     let raw = if options.raw {
@@ -85,11 +92,11 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
         .filter(|raw| raw.requests_per_second > 0.0)
         .map(|raw| phase.delivery.deliveries_per_second / raw.requests_per_second);
     let mut report = LoadReport {
+        ingest: ingest_figures(&phase.ingest, options.settings.applications),
         settings: options.settings,
-        ingest: ingest_figures(&phase.ingest),
         delivery: phase.delivery,
         latency: phase.latency,
-        hookline_process: phase.process,
+        hookline_processes: phase.processes,
         cpu: phase.cpu,
         hookline_log_lines: log_lines,
         raw,
@@ -100,7 +107,7 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
     Ok(report)
 }
 
-/// Returns the variables added to `hookline serve`'s environment.
+/// Returns the variables added to the Hookline processes' environment.
 fn hookline_env(settings: &Settings) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if settings.fail_ratio.is_some() {
@@ -133,7 +140,7 @@ async fn raw_phase(
 
 /// Creates the product and the applications, each on its own receiver
 /// endpoint with its secret registered there.
-async fn subscribe(
+pub(crate) async fn subscribe(
     server: &HooklineServer,
     receiver: &Receiver,
     settings: &Settings,
@@ -156,16 +163,20 @@ async fn subscribe(
 }
 
 async fn hookline_phase(
-    server: &mut HooklineServer,
+    deployment: &mut Deployment,
     receiver: &Receiver,
     options: &LoadOptions,
 ) -> Result<HooklinePhase> {
     let settings = &options.settings;
     let clock_ticks = procfs::clock_ticks_per_second();
-    let before = CpuSample::take(server.pid(), clock_ticks)?;
+    let pids: Vec<u32> = deployment.processes().map(HooklineServer::pid).collect();
+    let before = CpuSample::take(&pids, clock_ticks)?;
 
     let config = GeneratorConfig {
-        ingest_url: format!("{}/api/v1/products/{PRODUCT}/events", server.api_url()),
+        ingest_url: format!(
+            "{}/api/v1/products/{PRODUCT}/events",
+            deployment.front().api_url()
+        ),
         events: settings.events,
         payload_bytes: settings.payload_bytes,
         concurrency: settings.concurrency,
@@ -179,22 +190,36 @@ async fn hookline_phase(
     );
     let expected = ingest.accepted * u64::from(settings.applications);
     let deadline = ingest.started + options.timeout;
-    wait_for_deliveries(server, receiver, expected, deadline).await?;
+    wait_for_deliveries(deployment, receiver, expected, deadline).await?;
 
-    // Read before stopping the process, because an exited process has no VmHWM.
-    let after = CpuSample::take(server.pid(), clock_ticks)?;
-    let process = ProcessFigures {
-        cpu_seconds_total: after.hookline_total(),
-        peak_rss_mib: procfs::peak_rss_kib(server.pid())? as f64 / 1024.0,
-    };
+    // Read before stopping the processes, because an exited process has no VmHWM.
+    let after = CpuSample::take(&pids, clock_ticks)?;
+    let processes = process_figures(deployment, clock_ticks)?;
     let (delivery, latency) = delivery_figures(receiver, &ingest, settings, expected);
     Ok(HooklinePhase {
         ingest,
         delivery,
         latency,
-        process,
+        processes,
         cpu: CpuFigures::between(&before, &after),
     })
+}
+
+/// Reads the CPU time and peak RSS of each running Hookline process.
+pub(crate) fn process_figures(
+    deployment: &Deployment,
+    clock_ticks: u64,
+) -> Result<Vec<ProcessFigures>> {
+    deployment
+        .processes()
+        .map(|process| {
+            Ok(ProcessFigures {
+                command: process.command().to_owned(),
+                cpu_seconds_total: procfs::cpu_seconds(process.pid(), clock_ticks)?,
+                peak_rss_mib: procfs::peak_rss_kib(process.pid())? as f64 / 1024.0,
+            })
+        })
+        .collect()
 }
 
 /// Computes delivery figures and latencies from the receiver's log.
@@ -227,10 +252,10 @@ fn delivery_figures(
 }
 
 /// Polls the receiver until `expected` distinct webhooks succeeded or
-/// `deadline` passed, logging progress and stalls. Fails if `hookline
-/// serve` exits meanwhile.
+/// `deadline` passed, logging progress and stalls. Fails if a Hookline
+/// process exits meanwhile.
 async fn wait_for_deliveries(
-    server: &mut HooklineServer,
+    deployment: &mut Deployment,
     receiver: &Receiver,
     expected: u64,
     deadline: Instant,
@@ -245,12 +270,7 @@ async fn wait_for_deliveries(
         if delivered >= expected {
             return Ok(());
         }
-        if let Some(status) = server.exit_status()? {
-            bail!(
-                "hookline serve exited with {status} during the run. Its log ends with:\n{}",
-                server.log_tail(20)
-            );
-        }
+        deployment.check_running()?;
         let now = Instant::now();
         if now >= deadline {
             tracing::warn!(delivered, expected, "timed out waiting for deliveries");
@@ -277,8 +297,9 @@ async fn wait_for_deliveries(
     }
 }
 
-fn ingest_figures(ingest: &IngestOutcome) -> IngestFigures {
+fn ingest_figures(ingest: &IngestOutcome, applications: u32) -> IngestFigures {
     IngestFigures {
+        fanned_out_per_second: ingest.accepted_per_second() * f64::from(applications),
         accepted: ingest.accepted,
         rejected: ingest.rejected,
         seconds: (ingest.finished - ingest.started).as_secs_f64(),

@@ -1,13 +1,18 @@
 //! `hookline-bench`: measures Hookline's whole path on one machine, from
 //! HTTP ingest to a verifying HTTPS receiver.
 //!
-//! `load` runs the receiver in this process and `hookline serve` as a
-//! child process, ingests events, waits until each one reached every
-//! application, and prints throughput, end-to-end latency and the server's
-//! CPU time and peak memory. It then drives the same receiver directly
-//! (the raw phase), which shows how fast the receiver and this machine go
-//! with no Hookline in between. `raw` runs only that second phase.
+//! `load` runs the receiver in this process and Hookline as child
+//! processes (`hookline serve`, or with `--distributed` `hookline api` and
+//! `--dispatchers` dispatchers on PostgreSQL, RabbitMQ and Redis), ingests
+//! events, waits until each one reached every application, and prints
+//! throughput, end-to-end latency and the processes' CPU time and peak
+//! memory. It then drives the same receiver directly (the raw phase),
+//! which shows how fast the receiver and this machine go with no Hookline
+//! in between. `raw` runs only that second phase. `cold-start` measures
+//! process start to first delivery and idle memory.
 
+mod coldstart;
+mod deployment;
 mod generator;
 mod latency;
 mod load;
@@ -43,6 +48,63 @@ enum Command {
     Load(LoadArgs),
     /// Send signed requests straight to a receiver, with no Hookline in between
     Raw(RawArgs),
+    /// Time from process start to ready and to first delivery, and idle memory
+    ColdStart(ColdStartArgs),
+}
+
+/// Which processes run Hookline.
+#[derive(Args)]
+struct TopologyArgs {
+    /// Run `hookline api` and separate `hookline dispatcher` processes on
+    /// PostgreSQL, RabbitMQ and Redis instead of `hookline serve` on SQLite.
+    /// Each run uses its own schema, queue names and key prefix and removes
+    /// them at the end (with psql and rabbitmqctl)
+    #[arg(long)]
+    distributed: bool,
+    /// Dispatcher processes in the distributed mode
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=32))]
+    dispatchers: u32,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp_url: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+impl TopologyArgs {
+    fn topology(self) -> deployment::Topology {
+        if !self.distributed {
+            return deployment::Topology::Embedded;
+        }
+        deployment::Topology::Distributed(deployment::DistributedSettings {
+            dispatchers: self.dispatchers,
+            postgres_url: self.postgres_url,
+            amqp_url: self.amqp_url,
+            redis_url: self.redis_url,
+        })
+    }
+}
+
+#[derive(Args)]
+struct ColdStartArgs {
+    /// Path of the hookline binary [default: target/release/hookline in this workspace]
+    #[arg(long)]
+    hookline: Option<PathBuf>,
+    #[command(flatten)]
+    topology: TopologyArgs,
+    /// Events waiting for the dispatcher (distributed) or ingested once ready (embedded)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Size of each JSON event payload in bytes
+    #[arg(long, default_value_t = 1024)]
+    payload_bytes: usize,
+    /// Quiet time after the last delivery before the idle memory is read
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    idle: Duration,
+    /// Write the figures as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Payload and client settings shared by both commands.
@@ -69,6 +131,8 @@ struct LoadArgs {
     applications: u32,
     #[command(flatten)]
     traffic: TrafficArgs,
+    #[command(flatten)]
+    topology: TopologyArgs,
     /// Fixed ingest rate in events per second [default: as fast as responses allow]
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
@@ -82,10 +146,10 @@ struct LoadArgs {
     /// Write the figures as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Copy the log of hookline serve (warnings and errors) to this file
+    /// Copy the logs of the Hookline processes (warnings and errors) to this file
     #[arg(long)]
     hookline_log: Option<PathBuf>,
-    /// Extra environment variable for hookline serve, such as
+    /// Extra environment variable for the Hookline processes, such as
     /// HOOKLINE_DELIVERY__PER_ENDPOINT_CONCURRENCY=64. Repeat it for several variables
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
     hookline_env: Vec<(String, String)>,
@@ -119,11 +183,13 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Load(args) => run_load(args).await,
         Command::Raw(args) => run_raw(args).await,
+        Command::ColdStart(args) => run_cold_start(args).await,
     }
 }
 
 async fn run_load(args: LoadArgs) -> Result<()> {
     let settings = report::Settings {
+        topology: args.topology.topology(),
         events: args.events,
         applications: args.applications,
         payload_bytes: args.traffic.payload_bytes,
@@ -142,6 +208,22 @@ async fn run_load(args: LoadArgs) -> Result<()> {
     };
     let report = load::run(options).await?;
     report::print_load(&report);
+    if let Some(path) = &args.json {
+        report::write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+async fn run_cold_start(args: ColdStartArgs) -> Result<()> {
+    let options = coldstart::ColdStartOptions {
+        hookline: args.hookline.unwrap_or_else(default_hookline_path),
+        topology: args.topology.topology(),
+        events: args.events,
+        payload_bytes: args.payload_bytes,
+        idle: args.idle,
+    };
+    let report = coldstart::run(options).await?;
+    coldstart::print(&report);
     if let Some(path) = &args.json {
         report::write_json(path, &report)?;
     }

@@ -32,22 +32,22 @@ pub(crate) fn parse_cpu_ticks(stat: &str) -> Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
-/// Returns `VmHWM` (peak resident set size) in KiB from the text of
-/// `/proc/<pid>/status`.
-pub(crate) fn parse_vm_hwm_kib(status: &str) -> Result<u64> {
+/// Returns the `field` line of `/proc/<pid>/status` text in KiB, such as
+/// `VmHWM` (peak resident set size) or `VmRSS` (resident set size now).
+pub(crate) fn parse_status_kib(status: &str, field: &str) -> Result<u64> {
     let line = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .context("invalid /proc status: no VmHWM line")?;
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("invalid /proc status: no {field} line"))?;
     let mut parts = line.split_whitespace();
     let value = parts.next().unwrap_or_default();
     let unit = parts.next().unwrap_or_default();
     if unit != "kB" {
-        bail!("invalid /proc status: VmHWM unit is {unit:?}, expected \"kB\"");
+        bail!("invalid /proc status: {field} unit is {unit:?}, expected \"kB\"");
     }
     value
         .parse()
-        .with_context(|| format!("invalid /proc status: VmHWM is {value:?}, expected a number"))
+        .with_context(|| format!("invalid /proc status: {field} is {value:?}, expected a number"))
 }
 
 /// Returns the busy CPU time of all processes in clock ticks from the text
@@ -90,9 +90,18 @@ pub(crate) fn cpu_seconds(pid: u32, clock_ticks: u64) -> Result<f64> {
 
 /// Returns the peak resident set size of process `pid` in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// Returns the resident set size of process `pid` now, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
-    parse_vm_hwm_kib(&text)
+    parse_status_kib(&text, field)
 }
 
 /// Returns the clock ticks per second from `getconf CLK_TCK`, or 100 (the
@@ -170,14 +179,20 @@ mod tests {
 
     #[test]
     fn vm_hwm_in_kib() {
-        assert_eq!(parse_vm_hwm_kib(STATUS).unwrap(), 48812);
+        assert_eq!(parse_status_kib(STATUS, "VmHWM").unwrap(), 48812);
+    }
+
+    #[test]
+    fn vm_rss_is_not_confused_with_another_field() {
+        assert_eq!(parse_status_kib(STATUS, "VmRSS").unwrap(), 40100);
+        assert!(parse_status_kib("VmRSSx:\t5 kB\n", "VmRSS").is_err());
     }
 
     #[test]
     fn vm_hwm_missing_or_bad_unit() {
-        assert!(parse_vm_hwm_kib("Name:\tx\nVmRSS:\t1 kB\n").is_err());
-        assert!(parse_vm_hwm_kib("VmHWM:\t12 MB\n").is_err());
-        assert!(parse_vm_hwm_kib("VmHWM:\tmany kB\n").is_err());
+        assert!(parse_status_kib("Name:\tx\nVmRSS:\t1 kB\n", "VmHWM").is_err());
+        assert!(parse_status_kib("VmHWM:\t12 MB\n", "VmHWM").is_err());
+        assert!(parse_status_kib("VmHWM:\tmany kB\n", "VmHWM").is_err());
     }
 
     #[test]

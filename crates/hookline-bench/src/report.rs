@@ -1,6 +1,7 @@
 //! The figures of a run: the JSON document, the printed summary table and
 //! the warnings about results that should not happen.
 
+use crate::deployment::Topology;
 use crate::latency::LatencySummary;
 use crate::raw::RawFigures;
 use crate::receipts::ConnectionUse;
@@ -12,6 +13,7 @@ use std::path::Path;
 /// Settings of a `load` run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {
+    pub(crate) topology: Topology,
     pub(crate) events: u64,
     pub(crate) applications: u32,
     pub(crate) payload_bytes: usize,
@@ -20,7 +22,7 @@ pub(crate) struct Settings {
     pub(crate) rate_per_second: Option<f64>,
     pub(crate) fail_ratio: Option<f64>,
     pub(crate) timeout_seconds: f64,
-    /// Extra `hookline serve` settings as (variable, value).
+    /// Extra Hookline settings as (variable, value).
     pub(crate) hookline_env: Vec<(String, String)>,
 }
 
@@ -31,6 +33,9 @@ pub(crate) struct IngestFigures {
     pub(crate) rejected: u64,
     pub(crate) seconds: f64,
     pub(crate) accepted_per_second: f64,
+    /// `accepted_per_second` times the applications: the deliveries the
+    /// fan-out created per second.
+    pub(crate) fanned_out_per_second: f64,
 }
 
 /// Deliveries, from the first ingest request to the last first receipt.
@@ -54,9 +59,11 @@ pub(crate) struct DeliveryFigures {
     pub(crate) connection_use: ConnectionUse,
 }
 
-/// Resource use of the `hookline serve` process over its whole life.
+/// Resource use of one Hookline process over its whole life.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ProcessFigures {
+    /// `serve`, `api` or `dispatcher`.
+    pub(crate) command: String,
     /// CPU time since the process started, including setup.
     pub(crate) cpu_seconds_total: f64,
     /// `VmHWM`, the peak resident set size, in MiB.
@@ -70,11 +77,11 @@ pub(crate) struct LoadReport {
     pub(crate) ingest: IngestFigures,
     pub(crate) delivery: DeliveryFigures,
     pub(crate) latency: LatencySummary,
-    pub(crate) hookline_process: ProcessFigures,
+    pub(crate) hookline_processes: Vec<ProcessFigures>,
     /// CPU time from just before the first ingest request until the wait
     /// for deliveries ended.
     pub(crate) cpu: CpuFigures,
-    /// Lines in `hookline serve`'s log, which runs at the `warn` level.
+    /// Lines in the Hookline processes' logs, which run at the `warn` level.
     pub(crate) hookline_log_lines: usize,
     pub(crate) raw: Option<RawFigures>,
     /// Hookline's deliveries per second divided by the raw requests per second.
@@ -94,9 +101,7 @@ pub(crate) fn warnings(report: &LoadReport) -> Vec<String> {
     }
     if report.hookline_log_lines > 0 {
         let lines = report.hookline_log_lines;
-        warnings.push(format!(
-            "hookline serve logged {lines} warning or error lines"
-        ));
+        warnings.push(format!("hookline logged {lines} warning or error lines"));
     }
 
     // NOTE: 10 % of one core is a judgment call for "busy enough to skew
@@ -167,6 +172,7 @@ pub(crate) fn print_load(report: &LoadReport) {
         "\nhookline-bench load: {} events x {} applications, {} B payloads, concurrency {}",
         settings.events, settings.applications, settings.payload_bytes, settings.concurrency
     );
+    println!("  {}", settings.topology.describe());
     print_optional_settings(settings);
 
     let delivery = &report.delivery;
@@ -176,6 +182,10 @@ pub(crate) fn print_load(report: &LoadReport) {
         (
             "events accepted/s (ingest)",
             format!("{:.0}", report.ingest.accepted_per_second),
+        ),
+        (
+            "fanned out/s (x applications)",
+            format!("{:.0}", report.ingest.fanned_out_per_second),
         ),
         (
             "deliveries/s",
@@ -205,7 +215,7 @@ pub(crate) fn print_load(report: &LoadReport) {
         ),
         (
             "hookline peak RSS MiB",
-            format!("{:.1}", report.hookline_process.peak_rss_mib),
+            peak_rss_text(&report.hookline_processes),
         ),
         ("bench process CPU s", format!("{:.1}", cpu.bench_seconds)),
         ("other processes CPU s", format!("{:.1}", cpu.other_seconds)),
@@ -241,8 +251,20 @@ fn print_optional_settings(settings: &Settings) {
         println!("  receiver fails {ratio} of attempts with HTTP 500");
     }
     for (key, value) in &settings.hookline_env {
-        println!("  hookline serve setting: {key}={value}");
+        println!("  hookline setting: {key}={value}");
     }
+}
+
+/// Peak RSS of each process, such as `61.2` or `api 48.0, dispatcher 40.1`.
+fn peak_rss_text(processes: &[ProcessFigures]) -> String {
+    if let [only] = processes {
+        return format!("{:.1}", only.peak_rss_mib);
+    }
+    processes
+        .iter()
+        .map(|process| format!("{} {:.1}", process.command, process.peak_rss_mib))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn raw_rows(raw: &RawFigures) -> Vec<(&'static str, String)> {

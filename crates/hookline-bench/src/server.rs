@@ -1,5 +1,6 @@
-//! `hookline serve` as a child process, and the admin API calls that set
-//! up a benchmark: one product and its applications.
+//! One Hookline process (`hookline serve`, `api` or `dispatcher`) as a
+//! child process, and the admin API calls that set up a benchmark: one
+//! product and its applications.
 
 use anyhow::{bail, Context, Result};
 use hookline_core::signing::SigningSecret;
@@ -15,9 +16,11 @@ pub(crate) const ADMIN_TOKEN: &str = "hookline-bench-admin-token";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Launch settings of `hookline serve`.
+/// Launch settings of one Hookline process.
 pub(crate) struct Launch<'a> {
     pub(crate) binary: &'a Path,
+    /// The subcommand: `serve`, `api` or `dispatcher`.
+    pub(crate) command: &'a str,
     pub(crate) data_dir: &'a Path,
     pub(crate) ca_file: &'a Path,
     /// File that receives the process's stderr, where it logs.
@@ -26,8 +29,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) extra_env: Vec<(String, String)>,
 }
 
-/// A running `hookline serve`, killed when dropped.
+/// A running Hookline process, killed when dropped.
 pub(crate) struct HooklineServer {
+    command: String,
     child: Child,
     pid: u32,
     api: String,
@@ -36,7 +40,8 @@ pub(crate) struct HooklineServer {
 }
 
 impl HooklineServer {
-    /// Starts the process on a free 127.0.0.1 port and waits until
+    /// Starts the process with its API (or, for a dispatcher, its
+    /// operational endpoints) on a free 127.0.0.1 port and waits until
     /// `/readyz` returns a 2xx status.
     pub(crate) async fn start(launch: Launch<'_>) -> Result<Self> {
         if !launch.binary.is_file() {
@@ -53,7 +58,7 @@ impl HooklineServer {
 
         let mut command = Command::new(launch.binary);
         command
-            .arg("serve")
+            .arg(launch.command)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOOKLINE_API__LISTEN", &listen)
@@ -72,11 +77,12 @@ impl HooklineServer {
             .with_context(|| format!("failed to start {}", launch.binary.display()))?;
         let pid = child
             .id()
-            .context("hookline serve exited right after starting")?;
-        tracing::info!(pid, %listen, "started hookline serve");
+            .with_context(|| format!("hookline {} exited right after starting", launch.command))?;
+        tracing::info!(pid, %listen, command = launch.command, "started a hookline process");
 
         let http = reqwest::Client::builder().no_proxy().build()?;
         let mut server = Self {
+            command: launch.command.to_owned(),
             child,
             pid,
             api: format!("http://{listen}"),
@@ -85,6 +91,19 @@ impl HooklineServer {
         };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// The subcommand this process runs.
+    pub(crate) fn command(&self) -> &str {
+        &self.command
+    }
+
+    pub(crate) fn log_file(&self) -> LogFile {
+        LogFile {
+            command: self.command.clone(),
+            pid: self.pid,
+            path: self.log_file.clone(),
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -114,7 +133,8 @@ impl HooklineServer {
         while tokio::time::Instant::now() < deadline {
             if let Some(status) = self.exit_status()? {
                 bail!(
-                    "hookline serve exited with {status} before it was ready. Its log ends with:\n{}",
+                    "hookline {} exited with {status} before it was ready. Its log ends with:\n{}",
+                    self.command,
                     self.log_tail(20)
                 );
             }
@@ -123,10 +143,12 @@ impl HooklineServer {
                     return Ok(());
                 }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Short, because the cold-start figures count from the spawn to this answer.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         bail!(
-            "hookline serve was not ready within {READY_TIMEOUT:?}. Its log ends with:\n{}",
+            "hookline {} was not ready within {READY_TIMEOUT:?}. Its log ends with:\n{}",
+            self.command,
             self.log_tail(20)
         )
     }
@@ -147,7 +169,7 @@ impl HooklineServer {
         webhook_url: &str,
     ) -> Result<SigningSecret> {
         let body =
-            json!({"name": name, "product": product, "plan": "free", "webhook_url": webhook_url});
+            json!({"name": name, "product": product, "plan": "paid", "webhook_url": webhook_url});
         let created = self.post("/api/v1/applications", &body).await?;
         let secret = created["secret"].as_str().with_context(|| {
             format!("application {name}: the response has no secret: {created}")
@@ -183,14 +205,15 @@ impl HooklineServer {
             .args(["-TERM", &pid])
             .status();
         if let Err(error) = signal {
-            tracing::warn!(%error, pid, "failed to run kill -TERM, so hookline serve is killed");
+            tracing::warn!(%error, pid, command = %self.command, "failed to run kill -TERM, so the process is killed");
         }
         match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
             Ok(status) => Ok(status?),
             Err(_) => {
                 tracing::warn!(
                     pid,
-                    "hookline serve did not exit within {STOP_TIMEOUT:?} of SIGTERM, so it is killed"
+                    command = %self.command,
+                    "the process did not exit within {STOP_TIMEOUT:?} of SIGTERM, so it is killed"
                 );
                 self.child.kill().await?;
                 Ok(self.child.wait().await?)
@@ -199,25 +222,40 @@ impl HooklineServer {
     }
 }
 
+/// Where one process logs, kept to read the log after the process exits.
+#[derive(Debug, Clone)]
+pub(crate) struct LogFile {
+    pub(crate) command: String,
+    pub(crate) pid: u32,
+    pub(crate) path: PathBuf,
+}
+
 /// Returns a port that was free a moment ago. Another process could take
-/// it before `hookline serve` binds it, which would fail its start.
+/// it before the Hookline process binds it, which would fail its start.
 fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .context("failed to bind a free port on 127.0.0.1")?;
     Ok(listener.local_addr()?.port())
 }
 
-/// Counts the log's lines, logs the first few, and copies the log to
-/// `copy_to` when given.
-pub(crate) fn inspect_log(log_file: &Path, copy_to: Option<&Path>) -> Result<usize> {
-    let text = std::fs::read_to_string(log_file)
-        .with_context(|| format!("failed to read {}", log_file.display()))?;
-    for line in text.lines().take(5) {
-        tracing::warn!(line, "hookline serve logged");
+/// Counts the lines of the processes' logs, logs the first few of each,
+/// and writes them all to `copy_to` when given, each under its command.
+pub(crate) fn inspect_logs(logs: &[LogFile], copy_to: Option<&Path>) -> Result<usize> {
+    let mut lines = 0;
+    let mut copy = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log.path)
+            .with_context(|| format!("failed to read {}", log.path.display()))?;
+        for line in text.lines().take(5) {
+            tracing::warn!(line, command = %log.command, "hookline logged");
+        }
+        lines += text.lines().count();
+        copy.push_str(&format!("== hookline {} (pid {})\n", log.command, log.pid));
+        copy.push_str(&text);
     }
     if let Some(path) = copy_to {
-        std::fs::copy(log_file, path)
-            .with_context(|| format!("failed to copy the hookline log to {}", path.display()))?;
+        std::fs::write(path, copy)
+            .with_context(|| format!("failed to copy the hookline logs to {}", path.display()))?;
     }
-    Ok(text.lines().count())
+    Ok(lines)
 }

@@ -1,5 +1,5 @@
-//! CPU time of `hookline serve`, of this benchmark process and of the rest
-//! of the machine over one span, so that a reader can see how the cores
+//! CPU time of the Hookline processes, of this benchmark process and of
+//! the rest of the machine over one span, so that a reader can see how the cores
 //! were shared.
 
 use crate::procfs;
@@ -17,20 +17,19 @@ pub(crate) struct CpuSample {
 }
 
 impl CpuSample {
-    /// Reads the counters of process `hookline_pid`, of this process and of
-    /// the whole machine.
-    pub(crate) fn take(hookline_pid: u32, clock_ticks: u64) -> Result<Self> {
+    /// Reads the counters of the Hookline processes `hookline_pids`
+    /// (summed), of this process and of the whole machine.
+    pub(crate) fn take(hookline_pids: &[u32], clock_ticks: u64) -> Result<Self> {
+        let mut hookline = 0.0;
+        for pid in hookline_pids {
+            hookline += procfs::cpu_seconds(*pid, clock_ticks)?;
+        }
         Ok(Self {
             at: Instant::now(),
-            hookline: procfs::cpu_seconds(hookline_pid, clock_ticks)?,
+            hookline,
             own: procfs::cpu_seconds(std::process::id(), clock_ticks)?,
             machine: procfs::machine_busy_seconds(clock_ticks)?,
         })
-    }
-
-    /// Returns the CPU time of the `hookline serve` process since it started.
-    pub(crate) fn hookline_total(&self) -> f64 {
-        self.hookline
     }
 }
 
@@ -38,7 +37,7 @@ impl CpuSample {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CpuFigures {
     pub(crate) wall_seconds: f64,
-    /// User plus system time of `hookline serve`.
+    /// User plus system time of the Hookline processes.
     pub(crate) hookline_seconds: f64,
     /// `hookline_seconds / wall_seconds`: the cores Hookline kept busy.
     pub(crate) hookline_cores: f64,
@@ -103,8 +102,9 @@ mod tests {
 
     #[test]
     fn sample_of_own_process() {
-        let sample = CpuSample::take(std::process::id(), procfs::clock_ticks_per_second()).unwrap();
-        assert!(sample.hookline_total() >= 0.0);
+        let sample =
+            CpuSample::take(&[std::process::id()], procfs::clock_ticks_per_second()).unwrap();
+        assert!(sample.hookline >= 0.0);
         assert!(sample.machine >= sample.own);
     }
 }

@@ -1,0 +1,114 @@
+//! Runs the smallest benchmark scenarios for a few seconds so that the
+//! harness keeps working. These tests check that each run completed and
+//! that every delivery verified; they never check a speed.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The debug `hookline` binary, which `cargo test --workspace` builds for
+/// the `hookline` package's own tests.
+fn hookline_binary() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_hookline-bench"));
+    let binary = bench.with_file_name("hookline");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build -p hookline` first (cargo test --workspace builds it)",
+        binary.display()
+    );
+    binary
+}
+
+fn run_bench(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("figures.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline-bench"))
+        .args(args)
+        .arg("--hookline")
+        .arg(hookline_binary())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run hookline-bench");
+    assert!(
+        output.status.success(),
+        "hookline-bench {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+fn assert_all_delivered_and_verified(figures: &Value, expected: u64) {
+    let delivery = &figures["delivery"];
+    assert_eq!(delivery["expected"], expected, "{figures:#}");
+    assert_eq!(delivery["delivered"], expected, "{figures:#}");
+    assert_eq!(delivery["verification_failures"], 0, "{figures:#}");
+    assert_eq!(delivery["duplicates"], 0, "{figures:#}");
+    assert_eq!(figures["ingest"]["rejected"], 0, "{figures:#}");
+    let raw = &figures["raw"];
+    assert_eq!(raw["requests"], raw["succeeded"], "{figures:#}");
+    assert_eq!(raw["verification_failures"], 0, "{figures:#}");
+}
+
+#[test]
+fn embedded_load_delivers_and_verifies_everything() {
+    let figures = run_bench(&[
+        "load",
+        "--events",
+        "100",
+        "--applications",
+        "3",
+        "--concurrency",
+        "8",
+        "--timeout",
+        "60s",
+    ]);
+    assert_all_delivered_and_verified(&figures, 300);
+    assert_eq!(figures["settings"]["topology"]["mode"], "embedded");
+}
+
+#[test]
+fn distributed_load_with_two_dispatchers_delivers_and_verifies_everything() {
+    let figures = run_bench(&[
+        "load",
+        "--distributed",
+        "--dispatchers",
+        "2",
+        "--events",
+        "100",
+        "--applications",
+        "2",
+        "--concurrency",
+        "8",
+        "--timeout",
+        "60s",
+    ]);
+    assert_all_delivered_and_verified(&figures, 200);
+    let processes: Vec<&str> = figures["hookline_processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|process| process["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(processes, ["api", "dispatcher", "dispatcher"]);
+}
+
+#[test]
+fn distributed_cold_start_delivers_the_waiting_events() {
+    let figures = run_bench(&[
+        "cold-start",
+        "--distributed",
+        "--events",
+        "20",
+        "--idle",
+        "100ms",
+    ]);
+    assert_eq!(figures["delivered"], 20, "{figures:#}");
+    assert_eq!(figures["measured_command"], "dispatcher");
+    let ready = figures["start_to_ready_ms"].as_f64().unwrap();
+    let first = figures["start_to_first_delivery_ms"].as_f64().unwrap();
+    // The first delivery can come before the first /readyz answer, so the
+    // two are not ordered.
+    assert!(ready > 0.0 && first > 0.0, "{figures:#}");
+}
