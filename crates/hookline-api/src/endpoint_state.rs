@@ -16,8 +16,8 @@ pub(crate) struct EnabledApplication {
     #[serde(flatten)]
     application: ApplicationView,
     /// Kept deliveries made due now. Deliveries in flight, and those of a
-    /// queue that cannot reschedule tasks (RabbitMQ), are not counted: they
-    /// are sent when they fall due.
+    /// queue that cannot reschedule tasks (RabbitMQ), are not counted. A
+    /// dispatcher enqueues those again within about a second.
     rescheduled_deliveries: u64,
 }
 
@@ -35,12 +35,13 @@ pub(crate) async fn enable(
         )));
     }
     state.directory.invalidate();
-    // The application is enabled either way; its kept deliveries are sent
-    // when their postponement ends if waking them fails.
+    // The application is enabled either way. If waking its kept deliveries
+    // fails here, a dispatcher still enqueues them when it takes the resumed
+    // mark that `enable_application` stored.
     let rescheduled = match state.queue.wake_application(&application.id).await {
         Ok(count) => count,
         Err(error) => {
-            tracing::warn!(%error, application_id = %application.id, "Making kept deliveries due failed; they are sent when their postponement ends");
+            tracing::warn!(%error, application_id = %application.id, "Making kept deliveries due failed; a dispatcher enqueues them again");
             0
         }
     };

@@ -18,10 +18,12 @@ mod plans;
 mod product_schema;
 mod products;
 mod rejected;
+mod secret_rotation;
 
 use axum::routing::{get, post, put};
 use axum::Router;
 use hookline_core::directory::Directory;
+use hookline_core::portal::PortalStore;
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_core::webhook_url::AddressPolicy;
@@ -35,6 +37,8 @@ pub use openapi::ApiDoc;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
+    /// Portal records and signing-secret rotation.
+    pub portal: Arc<dyn PortalStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub directory: Arc<dyn Directory>,
     pub creator: Arc<Creator>,
@@ -75,6 +79,10 @@ pub fn router(state: ApiState) -> Router {
             get(applications::show).patch(applications::update),
         )
         .route("/applications/{id}/enable", post(endpoint_state::enable))
+        .route(
+            "/applications/{id}/secret/rotate",
+            post(secret_rotation::rotate),
+        )
         .route("/applications/{id}/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::show))
         .route("/dead-letters", get(deliveries::dead_letters))

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::product_schema::replace, crate::rejected::list, crate::rejected::replay,
         crate::applications::create, crate::applications::list, crate::applications::show,
         crate::applications::update, crate::endpoint_state::enable,
+        crate::secret_rotation::rotate,
         crate::plans::create, crate::plans::list, crate::plans::update,
         crate::analytics::usage, crate::analytics::over_limit,
         crate::events::ingest,

@@ -1,11 +1,13 @@
 //! The subscription directory: which applications receive a product's
 //! events, and where and with which secrets to send them.
 
+use crate::portal::{PortalStore, PreviousSecret};
 use crate::{ApplicationId, ApplicationState, PlanLimit, SigningSecret};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use time::OffsetDateTime;
 
 /// Delivery target of one application: URL, plan and secrets, looked up at
 /// send time so that secrets never travel in queue messages.
@@ -47,6 +49,9 @@ pub trait Directory: Send + Sync + 'static {
 /// short time and dropped on [`Directory::invalidate`].
 pub struct StoreDirectory {
     store: Arc<dyn crate::store::Store>,
+    /// Source of the previous secret of a rotated application; without it,
+    /// only the current secret signs.
+    portal: Option<Arc<dyn PortalStore>>,
     ttl: Duration,
     /// Never held across an await.
     cache: RwLock<Cache>,
@@ -55,16 +60,26 @@ pub struct StoreDirectory {
 #[derive(Default)]
 struct Cache {
     subscribers: HashMap<String, (Arc<[ApplicationId]>, Instant)>,
-    endpoints: HashMap<ApplicationId, (Arc<Endpoint>, Instant)>,
+    /// Each endpoint with the time it was read and how long it may be
+    /// served from the cache.
+    endpoints: HashMap<ApplicationId, (Arc<Endpoint>, Instant, Duration)>,
 }
 
 impl StoreDirectory {
     pub fn new(store: Arc<dyn crate::store::Store>, ttl: Duration) -> Self {
         Self {
             store,
+            portal: None,
             ttl,
             cache: RwLock::new(Cache::default()),
         }
+    }
+
+    /// Signs with an application's previous secret too, next to the current
+    /// one, until the previous secret expires.
+    pub fn with_portal(mut self, portal: Arc<dyn PortalStore>) -> Self {
+        self.portal = Some(portal);
+        self
     }
 }
 
@@ -82,6 +97,20 @@ impl StoreDirectory {
                 Ok(None)
             }
         }
+    }
+
+    /// Reads the application's previous secret while it has not expired.
+    async fn previous_secret(
+        &self,
+        id: &ApplicationId,
+    ) -> Result<Option<PreviousSecret>, DirectoryError> {
+        let Some(portal) = &self.portal else {
+            return Ok(None);
+        };
+        portal
+            .previous_secret(id, OffsetDateTime::now_utc())
+            .await
+            .map_err(store_failure)
     }
 }
 
@@ -135,9 +164,10 @@ impl Directory for StoreDirectory {
     }
 
     async fn endpoint(&self, id: &ApplicationId) -> Result<Option<Arc<Endpoint>>, DirectoryError> {
-        if let Some((endpoint, read_at)) = self.cache.read().expect("cache lock").endpoints.get(id)
+        if let Some((endpoint, read_at, fresh_for)) =
+            self.cache.read().expect("cache lock").endpoints.get(id)
         {
-            if read_at.elapsed() < self.ttl {
+            if read_at.elapsed() < *fresh_for {
                 count_cache_lookup("hit");
                 return Ok(Some(endpoint.clone()));
             }
@@ -147,15 +177,30 @@ impl Directory for StoreDirectory {
             return Ok(None);
         };
         let limit = self.plan_limit(&application.plan).await?;
+        let read_at = Instant::now();
+        let mut fresh_for = self.ttl;
+        let mut secrets = vec![application.secret];
+        if let Some(previous) = self.previous_secret(id).await? {
+            // A rotation between the two reads can return the old secret
+            // from both; it is sent once.
+            if previous.secret != secrets[0] {
+                secrets.push(previous.secret);
+            }
+            // The entry must not outlive the previous secret, or it would
+            // keep signing with it after it expired.
+            let left = previous.expires_at - OffsetDateTime::now_utc();
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            fresh_for = fresh_for.min(left);
+        }
         let endpoint = Arc::new(Endpoint {
             application_id: application.id,
             url: application.webhook_url,
             plan: application.plan,
             limit,
-            secrets: vec![application.secret],
+            secrets,
             active: application.state == ApplicationState::Active,
         });
-        let entry = (endpoint.clone(), Instant::now());
+        let entry = (endpoint.clone(), read_at, fresh_for);
         self.cache
             .write()
             .expect("cache lock")

@@ -16,11 +16,13 @@ pub mod ids;
 pub mod limit;
 pub mod model;
 pub mod plan;
+pub mod portal;
 pub mod queue;
 pub mod retry;
 pub mod signing;
 pub mod store;
 pub mod usage;
+pub mod webhook_doc;
 pub mod webhook_url;
 
 pub use content::ContentType;

@@ -119,7 +119,8 @@ impl QueueError {
 #[async_trait]
 pub trait DeliveryQueue: Send + Sync + 'static {
     /// Stores tasks durably; when this returns `Ok`, no crash loses them.
-    /// Enqueueing a task whose delivery id is already queued has no effect.
+    /// Enqueueing a task whose delivery id is already queued has no effect,
+    /// unless [`DeliveryQueue::may_hold_copies`] returns `true`.
     async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<(), QueueError>;
 
     /// Leases up to `max` due tasks for `visibility`, waiting up to `wait`
@@ -144,6 +145,14 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     async fn wake_application(&self, application: &ApplicationId) -> Result<u64, QueueError> {
         let _ = application;
         Ok(0)
+    }
+
+    /// Whether the queue may hold two copies of one delivery, because
+    /// [`DeliveryQueue::enqueue`] does not deduplicate by delivery id. The
+    /// dispatcher then asks the state store before attempting a task, and
+    /// drops copies of deliveries that are already delivered or dead.
+    fn may_hold_copies(&self) -> bool {
+        false
     }
 }
 

@@ -140,7 +140,9 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts an application kept by an external directory, or updates its
     /// name, product, plan, webhook URL and state. An existing row keeps its
     /// secret and creation time, so the secret of a new row is a placeholder
-    /// when the directory signs with secrets of its own.
+    /// when the directory signs with secrets of its own. Moving an
+    /// application from disabled to active marks it resumed, as
+    /// [`Store::enable_application`] does.
     async fn upsert_application(&self, application: &Application) -> Result<(), StoreError>;
 
     /// Stores events and their deliveries atomically per event, deduplicating
@@ -227,7 +229,10 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Enables an application and forgets its disablement and failure
-    /// streak. Returns `false` when it does not exist.
+    /// streak. An application that was disabled is also marked resumed, so
+    /// that [`Store::take_resumed_applications`] returns it once and a
+    /// dispatcher enqueues its kept deliveries again. Returns `false` when
+    /// it does not exist.
     async fn enable_application(&self, application: &ApplicationId) -> Result<bool, StoreError> {
         let _ = application;
         Err(unsupported("enable applications"))
@@ -259,6 +264,40 @@ pub trait Store: Send + Sync + 'static {
     async fn record_endpoint_success(&self, application: &ApplicationId) -> Result<(), StoreError> {
         let _ = application;
         Err(unsupported("track failing endpoints"))
+    }
+
+    /// Takes up to `limit` applications marked resumed, clearing their mark,
+    /// so that of several dispatchers polling the same store one gets each.
+    /// An application is marked when [`Store::enable_application`] or
+    /// [`Store::upsert_application`] moves it from disabled to active. A
+    /// store without the mark returns nothing.
+    async fn take_resumed_applications(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ApplicationId>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+
+    /// Tasks of the application's pending deliveries (neither delivered nor
+    /// dead) with ids greater than `after`, oldest first, with no attempts
+    /// made, like [`Store::revive`].
+    async fn application_tasks(
+        &self,
+        application: &ApplicationId,
+        after: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryTask>, StoreError> {
+        let _ = (application, after, limit);
+        Err(unsupported("list the pending deliveries of an application"))
+    }
+
+    /// Returns the deliveries among `ids` that are delivered or dead, so
+    /// that a queue copy of a finished delivery can be dropped unsent. A
+    /// store that cannot tell returns none.
+    async fn finished_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<DeliveryId>, StoreError> {
+        let _ = ids;
+        Ok(Vec::new())
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod health;
 mod outcome;
+mod resume;
 mod throttle;
 
 use crate::egress::Egress;
@@ -47,9 +48,12 @@ pub struct DispatcherSettings {
     /// failures alone. A 410 Gone disables at once either way.
     pub disable_after: Option<Duration>,
     /// How long a delivery of a disabled application waits before the
-    /// dispatcher looks at it again. Enabling the application through the
-    /// API makes its deliveries due at once where the queue supports it.
+    /// dispatcher looks at it again. Enabling the application makes its
+    /// deliveries due within about `resume_poll`.
     pub disabled_recheck: Duration,
+    /// How often the store is polled for applications that were enabled
+    /// again, whose kept deliveries are then made due or enqueued again.
+    pub resume_poll: Duration,
 }
 
 impl Default for DispatcherSettings {
@@ -64,6 +68,7 @@ impl Default for DispatcherSettings {
             limit_period_override: None,
             disable_after: Some(Duration::from_secs(5 * 24 * 60 * 60)),
             disabled_recheck: Duration::from_secs(15 * 60),
+            resume_poll: Duration::from_secs(1),
         }
     }
 }
@@ -126,6 +131,7 @@ impl Dispatcher {
             self.queue.clone(),
             receiver,
         ));
+        let resumer = tokio::spawn(self.clone().resume_applications(shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         tracing::info!(
             concurrency = self.settings.concurrency,
@@ -149,6 +155,7 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let leased = self.drop_finished(leased, &sender).await;
             for lease in leased {
                 let permit = slots
                     .clone()
@@ -166,6 +173,7 @@ impl Dispatcher {
         }
 
         self.drain(&slots).await;
+        let _ = resumer.await;
         drop(sender);
         let _ = recorder.await;
         tracing::info!("Dispatcher stopped");
@@ -202,7 +210,7 @@ impl Dispatcher {
     /// Attempts one leased task and decides what happens next.
     async fn process(&self, lease: Leased) -> Finished {
         let task = &lease.task;
-        let endpoint = match self.directory.endpoint(&task.application_id).await {
+        let mut endpoint = match self.directory.endpoint(&task.application_id).await {
             Ok(Some(endpoint)) => endpoint,
             Ok(None) => return self.application_missing(lease),
             Err(error) => {
@@ -210,6 +218,16 @@ impl Dispatcher {
                 return self.postpone(lease, Duration::from_secs(5));
             }
         };
+        if !endpoint.active && self.enabled_since_cached(&task.application_id).await {
+            endpoint = match self.directory.endpoint(&task.application_id).await {
+                Ok(Some(endpoint)) => endpoint,
+                Ok(None) => return self.application_missing(lease),
+                Err(error) => {
+                    tracing::warn!(%error, delivery_id = %task.delivery_id, "Endpoint lookup failed; retrying later");
+                    return self.postpone(lease, Duration::from_secs(5));
+                }
+            };
+        }
         if !endpoint.active {
             // Deliveries of a disabled application are kept until it is enabled.
             return self.postpone(lease, self.settings.disabled_recheck);

@@ -12,6 +12,8 @@
 mod codec;
 mod migration_3;
 mod migration_4;
+mod migration_5;
+mod migration_6;
 mod retention;
 mod schema;
 mod store;

@@ -6,6 +6,8 @@
 use crate::codec::store_failure;
 use crate::migration_3::VERSION_3;
 use crate::migration_4::VERSION_4;
+use crate::migration_5::VERSION_5;
+use crate::migration_6::VERSION_6;
 use hookline_core::store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
@@ -19,6 +21,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, VERSION_2),
     (3, VERSION_3),
     (4, VERSION_4),
+    (5, VERSION_5),
+    (6, VERSION_6),
 ];
 
 /// Key of the transaction-level advisory lock that serializes migrations and

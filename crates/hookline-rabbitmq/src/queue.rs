@@ -231,6 +231,13 @@ impl DeliveryQueue for AmqpQueue {
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
         self.read_depth().await
     }
+
+    /// Returns `true`: RabbitMQ does not deduplicate by message id, and a
+    /// delivery kept for a disabled application stays in a delay queue when
+    /// the application is enabled and its deliveries are enqueued again.
+    fn may_hold_copies(&self) -> bool {
+        true
+    }
 }
 
 fn depth_failed(queue: &str) -> impl FnOnce(lapin::Error) -> QueueError {

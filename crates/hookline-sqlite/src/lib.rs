@@ -14,6 +14,8 @@
 mod codec;
 mod migration_3;
 mod migration_4;
+mod migration_5;
+mod migration_6;
 mod queue;
 mod schema;
 mod secret_key;

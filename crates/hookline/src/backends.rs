@@ -7,6 +7,7 @@ use hookline_api::ReadinessProbe;
 use hookline_core::dedup::{Deduplicator, StoreOnly};
 use hookline_core::directory::Directory;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
+use hookline_core::portal::PortalStore;
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_sqlite::SqliteBackend;
@@ -24,6 +25,9 @@ pub type BackgroundTask = Box<dyn FnOnce(&mut JoinSet<()>, CancellationToken) + 
 /// The opened backends, shared by all components of one process.
 pub struct Backends {
     pub store: Arc<dyn Store>,
+    /// Portal accounts and sessions, application owners and secret rotation,
+    /// in the same database as `store`.
+    pub portal: Arc<dyn PortalStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub directory: Arc<dyn Directory>,
     pub dedup: Arc<dyn Deduplicator>,
@@ -71,10 +75,12 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
             )
         })?;
     let store: Arc<dyn Store> = backend.store();
+    let portal: Arc<dyn PortalStore> = backend.store();
     let queue: Arc<dyn DeliveryQueue> = backend.queue();
-    let directory = crate::directories::open(config, store.clone())?;
+    let directory = crate::directories::open(config, store.clone(), portal.clone())?;
     Ok(Backends {
         store,
+        portal,
         queue,
         directory,
         dedup: Arc::new(StoreOnly),
@@ -91,12 +97,14 @@ impl Backends {
     /// this process until the caller replaces it.
     pub fn distributed(
         store: Arc<dyn Store>,
+        portal: Arc<dyn PortalStore>,
         queue: Arc<dyn DeliveryQueue>,
         directory: Arc<dyn Directory>,
         dedup: Arc<dyn Deduplicator>,
     ) -> Self {
         Self {
             store,
+            portal,
             queue,
             directory,
             dedup,

@@ -13,11 +13,13 @@ use std::time::Duration;
 mod directory;
 mod gateway;
 mod limits;
+mod portal;
 mod secrets;
 
 pub use directory::{DirectoryConfig, DirectoryKind};
 pub use gateway::{DispatcherConfig, GatewayConfig, HmacEncoding};
 pub use limits::LimitsConfig;
+pub use portal::PortalConfig;
 pub use secrets::{SchemaRegistryConfig, SecretsConfig};
 
 /// The commented defaults, also printed by `hookline config default`.
@@ -58,6 +60,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub schema_registry: SchemaRegistryConfig,
+    #[serde(default)]
+    pub portal: PortalConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,6 +294,7 @@ impl Config {
         self.limits.validate()?;
         self.secrets.validate()?;
         self.schema_registry.validate()?;
+        self.portal.validate()?;
         Ok(())
     }
 

@@ -4,15 +4,24 @@ use crate::backends::DIRECTORY_TTL;
 use crate::config::{Config, DirectoryConfig, DirectoryKind};
 use anyhow::Context;
 use hookline_core::directory::{Directory, StoreDirectory};
+use hookline_core::portal::PortalStore;
 use hookline_core::store::Store;
 use hookline_threescale::{ThreescaleDirectory, ThreescaleSettings};
 use std::sync::Arc;
 
-/// Opens the built-in directory over `store`, or the 3scale directory,
-/// which writes the applications it reads into `store`.
-pub fn open(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<dyn Directory>> {
+/// Opens the built-in directory over `store`, which also signs with the
+/// previous secret of a rotated application (read from `portal`), or the
+/// 3scale directory, which writes the applications it reads into `store`.
+pub fn open(
+    config: &Config,
+    store: Arc<dyn Store>,
+    portal: Arc<dyn PortalStore>,
+) -> anyhow::Result<Arc<dyn Directory>> {
     match config.directory.kind {
-        DirectoryKind::Builtin => Ok(Arc::new(StoreDirectory::new(store, DIRECTORY_TTL))),
+        DirectoryKind::Builtin => {
+            let directory = StoreDirectory::new(store, DIRECTORY_TTL).with_portal(portal);
+            Ok(Arc::new(directory))
+        }
         DirectoryKind::Threescale => {
             let settings = threescale_settings(&config.directory)?;
             let services = settings.services.len();

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use hookline_api::ReadinessProbe;
 use hookline_core::dedup::{Deduplicator, StoreOnly};
 use hookline_core::directory::Directory;
+use hookline_core::portal::PortalStore;
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_postgres::PgBackend;
@@ -38,14 +39,15 @@ pub async fn open(config: &Config, consume: bool) -> anyhow::Result<Backends> {
         .await
         .context("cannot read the stored signing secrets with secrets.keys")?;
     let store: Arc<dyn Store> = pg.store();
+    let portal: Arc<dyn PortalStore> = pg.store();
     let queue: Arc<dyn DeliveryQueue> = connect_queue(config, consume).await?;
-    let local = crate::directories::open(config, store.clone())?;
+    let local = crate::directories::open(config, store.clone(), portal.clone())?;
 
     let mut backends = match &config.redis.url {
-        Some(url) => with_redis(config, url, store, queue, local).await?,
+        Some(url) => with_redis(config, url, store, portal, queue, local).await?,
         None => {
             tracing::warn!("redis.url is not set: idempotency keys are checked by PostgreSQL alone and cached applications refresh only after their TTL");
-            Backends::distributed(store, queue, local, Arc::new(StoreOnly))
+            Backends::distributed(store, portal, queue, local, Arc::new(StoreOnly))
         }
     };
     backends.history = Some(Arc::new(PgHistory(pg)));
@@ -99,6 +101,7 @@ async fn with_redis(
     config: &Config,
     url: &str,
     store: Arc<dyn Store>,
+    portal: Arc<dyn PortalStore>,
     queue: Arc<dyn DeliveryQueue>,
     local: Arc<dyn Directory>,
 ) -> anyhow::Result<Backends> {
@@ -114,7 +117,7 @@ async fn with_redis(
     let shared = SharedDirectory::new(local, InvalidationBus::new(client.clone()));
     let directory: Arc<dyn Directory> = shared.clone();
 
-    let mut backends = Backends::distributed(store, queue, directory, dedup);
+    let mut backends = Backends::distributed(store, portal, queue, directory, dedup);
     if config.limits.use_redis {
         backends.limiter = Arc::new(RedisRateLimiter::new(client.clone()));
     }

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use hookline_core::directory::Directory;
+use hookline_core::portal::PortalStore;
 use hookline_core::store::Store;
 use hookline_core::webhook_url::AddressPolicy;
 use hookline_delivery::{
@@ -60,8 +61,8 @@ pub async fn start(
     if config.gateway.token.is_empty() {
         bail!("gateway.token must be set: without it the gateway would relay anyone's requests");
     }
-    let (store, keep_open) = open_store(config).await?;
-    let directory = crate::directories::open(config, store.clone())?;
+    let (store, portal, keep_open) = open_store(config).await?;
+    let directory = crate::directories::open(config, store.clone(), portal)?;
     let directory = follow_invalidations(config, directory, tasks, shutdown.clone())?;
     let policy = crate::server::address_policy(config);
     let client = build_client(&client_settings(config, &policy))?;
@@ -125,9 +126,12 @@ fn client_settings(config: &Config, policy: &AddressPolicy) -> ClientSettings {
 /// Owner of the embedded store's connections, kept for the life of the process.
 type KeepOpen = Option<Arc<hookline_sqlite::SqliteBackend>>;
 
+/// The opened state store, as the directory reads it.
+type OpenedStore = (Arc<dyn Store>, Arc<dyn PortalStore>, KeepOpen);
+
 /// Opens the state store without the embedded mode's exclusive lock, so the
 /// gateway can run next to `hookline serve` on the same data directory.
-async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, KeepOpen)> {
+async fn open_store(config: &Config) -> anyhow::Result<OpenedStore> {
     if let Some(url) = &config.storage.url {
         let keys = crate::secrets::required_keys(config)?;
         let pg = hookline_postgres::PgBackend::connect(
@@ -147,7 +151,7 @@ async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, KeepOpen
             .verify_secret_key()
             .await
             .context("cannot read the stored signing secrets with secrets.keys")?;
-        return Ok((pg.store(), None));
+        return Ok((pg.store(), pg.store(), None));
     }
     let data_dir = &config.storage.data_dir;
     let keys = config.secrets.cipher()?;
@@ -155,7 +159,8 @@ async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, KeepOpen
         .await
         .with_context(|| format!("cannot open the state store in {}", data_dir.display()))?;
     let store: Arc<dyn Store> = backend.store();
-    Ok((store, Some(Arc::new(backend))))
+    let portal: Arc<dyn PortalStore> = backend.store();
+    Ok((store, portal, Some(Arc::new(backend))))
 }
 
 #[derive(Clone)]

@@ -127,6 +127,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     let retry_policy = SharedRetryPolicy::new(config.retry);
     let Backends {
         store,
+        portal,
         queue,
         directory,
         limiter,
@@ -184,9 +185,19 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         probes,
         metrics: crate::metrics::renderer(),
     };
+    let portal_router = (role.serves_api() && config.portal.enabled).then(|| {
+        let backends = hookline_portal::PortalBackends {
+            store: store.clone(),
+            portal: portal.clone(),
+            queue: queue.clone(),
+            directory: directory.clone(),
+        };
+        hookline_portal::router(backends, portal_settings(&config))
+    });
     let router = if role.serves_api() {
         hookline_api::router(ApiState {
             store,
+            portal,
             queue,
             directory,
             ingest: IngestBatcher::spawn(creator.clone()),
@@ -204,6 +215,10 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         })
     } else {
         hookline_api::ops_router(ops)
+    };
+    let router = match portal_router {
+        Some(portal_router) => router.merge(portal_router),
+        None => router,
     };
     let api_address = serve_http(&config, router, &mut tasks, shutdown.clone()).await?;
     let ready_ms = started.elapsed().as_millis() as u64;
@@ -351,6 +366,22 @@ pub(crate) fn address_policy(config: &Config) -> AddressPolicy {
         allow_http: config.delivery.allow_http,
         allow_private: config.delivery.allow_private_addresses,
         allowed_networks: config.delivery.allowed_networks.clone(),
+    }
+}
+
+/// Settings of the developer portal from `portal.*` and the delivery rules.
+fn portal_settings(config: &Config) -> hookline_portal::PortalSettings {
+    let logo = config.portal.logo_url.trim();
+    hookline_portal::PortalSettings {
+        brand_name: config.portal.brand_name.clone(),
+        logo_url: (!logo.is_empty()).then(|| logo.to_owned()),
+        brand_colour: config.portal.brand_colour.clone(),
+        provider_emails: config.portal.provider_emails(),
+        secure_cookie: config.portal.secure_cookie,
+        session_ttl: config.portal.session_ttl,
+        rotation_overlap: config.portal.secret_rotation_overlap,
+        address_policy: address_policy(config),
+        retry: config.retry,
     }
 }
 

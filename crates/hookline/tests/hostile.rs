@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{order_event, World, TOKEN};
+use common::{order_event, Backend, World, TOKEN};
 use hookline_receiver::{Behaviour, Receiver, Verification};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 async fn application(server: &common::Server, id: &str) -> Value {
@@ -154,6 +155,127 @@ async fn gone_endpoint_disabled_until_enabled() {
     assert_eq!(shown["state"], "active");
     assert!(shown.get("disabled_reason").is_none(), "{shown}");
 }
+
+/// Gets the endpoint disabled with a 410 and ingests `later` more events,
+/// which are kept. Returns the application id.
+async fn disable_with_kept_deliveries(
+    world: &World,
+    server: &common::Server,
+    later: usize,
+) -> String {
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    let app = server
+        .create_application(&world.receiver, "order-created", "gone")
+        .await;
+    world
+        .receiver
+        .script("gone", Behaviour::AlwaysFail { status: 410 });
+    let (status, _) = server
+        .ingest("order-created", Some("gone-0"), &order_event("G0"))
+        .await;
+    assert_eq!(status, 202);
+    let disabled = wait_application(server, &app, Duration::from_secs(10), |body| {
+        body["state"] == "disabled"
+    })
+    .await;
+    assert_eq!(disabled["state"], "disabled", "{disabled}");
+
+    for n in 1..=later {
+        let key = format!("gone-{n}");
+        let (status, _) = server
+            .ingest("order-created", Some(&key), &order_event(&key))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let kept = server
+        .wait_deliveries(&app, Duration::from_secs(5), |d| d.len() == later + 1)
+        .await;
+    assert_eq!(kept.len(), later + 1, "every later event is kept: {kept:?}");
+    // Give the dispatcher time to see and postpone the later tasks.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        world.receiver.deliveries("gone").len(),
+        1,
+        "a disabled endpoint was sent more attempts"
+    );
+    app
+}
+
+/// Enables the application, with the endpoint succeeding again, and waits
+/// up to `within` for all `count` deliveries to be delivered.
+async fn enable_and_wait(
+    world: &World,
+    server: &common::Server,
+    app: &str,
+    count: usize,
+    within: Duration,
+) {
+    world.receiver.script("gone", Behaviour::Succeed);
+    let enabled_at = Instant::now();
+    let (status, body) = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/applications/{app}/enable"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "enable: {body}");
+    let delivered = server
+        .wait_deliveries(app, within, |d| {
+            d.len() == count && d.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+    assert!(
+        delivered.iter().all(|d| d["state"] == "delivered"),
+        "kept deliveries were not delivered {:?} after enabling: {delivered:?}",
+        enabled_at.elapsed()
+    );
+    assert!(
+        enabled_at.elapsed() < within,
+        "kept deliveries took {:?} after enabling",
+        enabled_at.elapsed()
+    );
+}
+
+/// With `delivery.disabled_recheck` at its default of 15 minutes, only
+/// enabling can bring the kept deliveries back within seconds, with the
+/// RabbitMQ queue as with the SQLite one.
+async fn enable_resumes_kept_deliveries(backend: Backend) {
+    let world = World::with_backend(backend).await;
+    let server = world.serve(&[]).await;
+    let app = disable_with_kept_deliveries(&world, &server, 3).await;
+
+    enable_and_wait(&world, &server, &app, 4, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let received = world.receiver.deliveries("gone");
+    assert_eq!(received.len(), 5, "one 410 and four deliveries");
+    assert!(received
+        .iter()
+        .all(|r| r.verification == Verification::Verified));
+}
+
+/// A short recheck brings the kept copies back after the enable delivered
+/// them; the dispatcher must drop them instead of sending them again.
+async fn kept_copies_not_resent_after_enable(backend: Backend) {
+    let world = World::with_backend(backend).await;
+    let server = world
+        .serve(&[("HOOKLINE_DELIVERY__DISABLED_RECHECK", "6s")])
+        .await;
+    let app = disable_with_kept_deliveries(&world, &server, 3).await;
+
+    enable_and_wait(&world, &server, &app, 4, Duration::from_secs(3)).await;
+    // Every kept copy has come due by now.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let received = world.receiver.deliveries("gone");
+    let ids: HashSet<_> = received.iter().map(|r| r.webhook_id.clone()).collect();
+    assert_eq!(ids.len(), 4, "four events reached the endpoint");
+    assert_eq!(received.len(), 5, "one 410 and four deliveries, no copies");
+}
+
+both_backends!(enable_resumes_kept_deliveries);
+both_backends!(kept_copies_not_resent_after_enable);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_client_errors_retry_on_schedule() {

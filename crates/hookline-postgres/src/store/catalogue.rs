@@ -110,7 +110,7 @@ impl PgStore {
     /// Inserts or updates an application of an external directory. The
     /// `WHERE` clause skips rows that would not change, so a directory that
     /// upserts its whole list on every refresh writes nothing in the steady
-    /// state.
+    /// state. A move from disabled to active marks the application resumed.
     pub(super) async fn upsert_application_row(
         &self,
         application: &Application,
@@ -121,7 +121,9 @@ impl PgStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (id) DO UPDATE SET \
                name = excluded.name, product = excluded.product, plan = excluded.plan, \
-               webhook_url = excluded.webhook_url, state = excluded.state \
+               webhook_url = excluded.webhook_url, state = excluded.state, \
+               resumed_at = CASE WHEN applications.state = 'disabled' \
+                 AND excluded.state = 'active' THEN now() ELSE applications.resumed_at END \
              WHERE (applications.name, applications.product, applications.plan, \
                     applications.webhook_url, applications.state) \
                IS DISTINCT FROM \

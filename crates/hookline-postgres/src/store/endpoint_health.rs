@@ -1,11 +1,13 @@
-//! Disabling and enabling applications, and the failure streaks of their
-//! endpoints.
+//! Disabling and enabling applications, the failure streaks of their
+//! endpoints, and the deliveries kept while they were disabled.
 
+use super::tasks::{task_from_row, task_select};
 use super::PgStore;
 use crate::codec::store_failure;
 use hookline_core::endpoint_health::Disablement;
+use hookline_core::queue::DeliveryTask;
 use hookline_core::store::StoreError;
-use hookline_core::ApplicationId;
+use hookline_core::{ApplicationId, DeliveryId};
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -32,11 +34,15 @@ impl PgStore {
         &self,
         application: &ApplicationId,
     ) -> Result<bool, StoreError> {
+        // `state` on the right of `SET` is the value before the update.
         let result = sqlx::query(
             "UPDATE applications SET state = 'active', disabled_reason = NULL, \
-             disabled_at = NULL, failing_since = NULL WHERE id = $1",
+             disabled_at = NULL, failing_since = NULL, \
+             resumed_at = CASE WHEN state = 'disabled' THEN $2 ELSE resumed_at END \
+             WHERE id = $1",
         )
         .bind(application.as_str())
+        .bind(OffsetDateTime::now_utc())
         .execute(&self.pool)
         .await
         .map_err(store_failure("enable an application"))?;
@@ -99,5 +105,70 @@ impl PgStore {
         .await
         .map_err(store_failure("record a recovered endpoint"))?;
         Ok(())
+    }
+
+    /// Clears the resumed mark of up to `limit` applications and returns
+    /// them. `SKIP LOCKED` lets concurrent pollers take different rows.
+    pub(super) async fn take_resumed(&self, limit: u32) -> Result<Vec<ApplicationId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE applications SET resumed_at = NULL WHERE id IN ( \
+               SELECT id FROM applications WHERE resumed_at IS NOT NULL \
+               ORDER BY resumed_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_failure("take resumed applications"))?;
+        Ok(ids.into_iter().map(ApplicationId::from_stored).collect())
+    }
+
+    /// Reads one page of the application's pending deliveries.
+    ///
+    /// NOTE: the scan walks `deliveries_by_application` from `after`, past
+    /// delivered and dead rows too, so enabling an application with many
+    /// retained deliveries reads all of them once, page by page.
+    pub(super) async fn find_application_tasks(
+        &self,
+        application: &ApplicationId,
+        after: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryTask>, StoreError> {
+        // Every id sorts after the empty string.
+        let after = after.map_or("", DeliveryId::as_str);
+        let rows = sqlx::query(task_select!(
+            "WHERE d.application_id = $1 AND d.id > $2 AND d.state = 'pending' \
+             ORDER BY d.id LIMIT $3"
+        ))
+        .bind(application.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_failure(
+            "list the pending deliveries of an application",
+        ))?;
+        rows.iter()
+            .map(task_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(store_failure("read a pending delivery"))
+    }
+
+    pub(super) async fn find_finished(
+        &self,
+        ids: &[DeliveryId],
+    ) -> Result<Vec<DeliveryId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+        let finished: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM deliveries WHERE id = ANY($1) AND state <> 'pending'",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_failure("read the states of deliveries"))?;
+        Ok(finished.into_iter().map(DeliveryId::from_stored).collect())
     }
 }

@@ -9,6 +9,7 @@ mod deliveries;
 mod endpoint_health;
 mod events;
 mod plans;
+mod portal;
 mod records;
 mod rejections;
 mod secrets;
@@ -271,5 +272,25 @@ impl Store for PgStore {
 
     async fn record_endpoint_success(&self, application: &ApplicationId) -> Result<(), StoreError> {
         self.note_endpoint_success(application).await
+    }
+
+    async fn take_resumed_applications(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<ApplicationId>, StoreError> {
+        self.take_resumed(limit).await
+    }
+
+    async fn application_tasks(
+        &self,
+        application: &ApplicationId,
+        after: Option<&DeliveryId>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryTask>, StoreError> {
+        self.find_application_tasks(application, after, limit).await
+    }
+
+    async fn finished_deliveries(&self, ids: &[DeliveryId]) -> Result<Vec<DeliveryId>, StoreError> {
+        self.find_finished(ids).await
     }
 }

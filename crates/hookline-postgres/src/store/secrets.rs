@@ -48,14 +48,40 @@ impl PgStore {
     }
 
     /// Re-encrypts with the newest key every secret that is stored in plain
-    /// text or under an older key. Returns how many rows changed. A row
+    /// text or under an older key, the previous secrets of rotated
+    /// applications included. Returns how many values changed. A value
     /// that another process changed since it was read is left as it is, so
     /// several processes may run this at once.
     pub async fn reencrypt_secrets(&self) -> Result<u64, StoreError> {
         let keys = self
             .keys()
             .map_err(|error| StoreError::backend("cannot re-encrypt secrets", error))?;
-        let rows = sqlx::query("SELECT id, secret FROM applications")
+        let mut changed = 0;
+        for column in ["secret", "previous_secret"] {
+            changed += self.reencrypt_column(keys, column).await?;
+        }
+        if changed > 0 {
+            tracing::info!(
+                secrets = changed,
+                key_id = keys.newest_key_id(),
+                "Re-encrypted signing secrets with the newest secret key"
+            );
+        }
+        Ok(changed)
+    }
+
+    /// Re-encrypts one column of `applications`, `secret` or
+    /// `previous_secret`.
+    async fn reencrypt_column(
+        &self,
+        keys: &SecretCipher,
+        column: &'static str,
+    ) -> Result<u64, StoreError> {
+        let select =
+            format!("SELECT id, {column} AS stored FROM applications WHERE {column} IS NOT NULL");
+        let update =
+            format!("UPDATE applications SET {column} = $1 WHERE id = $2 AND {column} = $3");
+        let rows = sqlx::query(&select)
             .fetch_all(&self.pool)
             .await
             .map_err(store_failure("read application secrets"))?;
@@ -63,29 +89,21 @@ impl PgStore {
         for row in rows {
             let id: String = row.try_get("id").map_err(store_failure("read an id"))?;
             let stored: String = row
-                .try_get("secret")
+                .try_get("stored")
                 .map_err(store_failure("read a secret"))?;
             if keys.is_current(&stored) {
                 continue;
             }
             let plaintext = self.decrypt_for_rotation(&stored, &id)?;
             let sealed = keys.encrypt(&plaintext, &id);
-            let result =
-                sqlx::query("UPDATE applications SET secret = $1 WHERE id = $2 AND secret = $3")
-                    .bind(&sealed)
-                    .bind(&id)
-                    .bind(&stored)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(store_failure("re-encrypt a signing secret"))?;
+            let result = sqlx::query(&update)
+                .bind(&sealed)
+                .bind(&id)
+                .bind(&stored)
+                .execute(&self.pool)
+                .await
+                .map_err(store_failure("re-encrypt a signing secret"))?;
             changed += result.rows_affected();
-        }
-        if changed > 0 {
-            tracing::info!(
-                applications = changed,
-                key_id = keys.newest_key_id(),
-                "Re-encrypted signing secrets with the newest secret key"
-            );
         }
         Ok(changed)
     }

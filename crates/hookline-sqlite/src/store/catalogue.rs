@@ -10,6 +10,7 @@ use hookline_core::store::StoreError;
 use hookline_core::{Application, ApplicationId, Product, SigningSecret};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use time::OffsetDateTime;
 
 const PRODUCT_COLUMNS: &str =
     "SELECT name, topic, content_type, payload_schema, validate_payload, \
@@ -112,7 +113,7 @@ impl SqliteStore {
     /// Inserts or updates an application of an external directory. The
     /// `WHERE` clause skips rows that would not change, so a directory that
     /// upserts its whole list on every refresh writes nothing in the steady
-    /// state.
+    /// state. A move from disabled to active marks the application resumed.
     pub(super) async fn upsert_application_row(
         &self,
         application: &Application,
@@ -123,7 +124,9 @@ impl SqliteStore {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (id) DO UPDATE SET \
                name = excluded.name, product = excluded.product, plan = excluded.plan, \
-               webhook_url = excluded.webhook_url, state = excluded.state \
+               webhook_url = excluded.webhook_url, state = excluded.state, \
+               resumed_at = CASE WHEN applications.state = 'disabled' \
+                 AND excluded.state = 'active' THEN ?9 ELSE applications.resumed_at END \
              WHERE applications.name IS NOT excluded.name \
                OR applications.product IS NOT excluded.product \
                OR applications.plan IS NOT excluded.plan \
@@ -141,6 +144,7 @@ impl SqliteStore {
         )
         .bind(application.state.as_str())
         .bind(to_millis(application.created_at))
+        .bind(to_millis(OffsetDateTime::now_utc()))
         .execute(&self.writer)
         .await;
 

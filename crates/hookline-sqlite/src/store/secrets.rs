@@ -40,10 +40,30 @@ impl SqliteStore {
     }
 
     /// Re-encrypts with the newest key every secret that is stored in plain
-    /// text or under an older key. Returns how many rows changed. A row
+    /// text or under an older key, the previous secrets of rotated
+    /// applications included. Returns how many values changed. A value
     /// changed by someone else since it was read is left for the next pass.
     pub async fn reencrypt_secrets(&self) -> Result<u64, StoreError> {
-        let rows = sqlx::query("SELECT id, secret FROM applications")
+        let mut changed = 0;
+        for column in [SecretColumn::Current, SecretColumn::Previous] {
+            changed += self.reencrypt_column(column).await?;
+        }
+        if changed > 0 {
+            tracing::info!(
+                secrets = changed,
+                key_id = self.cipher.newest_key_id(),
+                "Re-encrypted signing secrets with the newest secret key"
+            );
+        }
+        Ok(changed)
+    }
+
+    async fn reencrypt_column(&self, column: SecretColumn) -> Result<u64, StoreError> {
+        let name = column.name();
+        let select =
+            format!("SELECT id, {name} AS stored FROM applications WHERE {name} IS NOT NULL");
+        let update = format!("UPDATE applications SET {name} = ?1 WHERE id = ?2 AND {name} = ?3");
+        let rows = sqlx::query(&select)
             .fetch_all(&self.reader)
             .await
             .map_err(store_failure("read application secrets"))?;
@@ -51,33 +71,48 @@ impl SqliteStore {
         for row in rows {
             let id: String = row.try_get("id").map_err(store_failure("read an id"))?;
             let stored: String = row
-                .try_get("secret")
+                .try_get("stored")
                 .map_err(store_failure("read a secret"))?;
             if self.cipher.is_current(&stored) {
                 continue;
             }
             let plaintext = self.cipher.decrypt(&stored, &id).map_err(|error| {
-                let message = format!("cannot decrypt the signing secret of application {id}");
+                let message = format!("cannot decrypt the {} of application {id}", column.label());
                 StoreError::backend(message, error)
             })?;
             let sealed = self.cipher.encrypt(&plaintext, &id);
-            let result =
-                sqlx::query("UPDATE applications SET secret = ?1 WHERE id = ?2 AND secret = ?3")
-                    .bind(&sealed)
-                    .bind(&id)
-                    .bind(&stored)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(store_failure("re-encrypt a signing secret"))?;
+            let result = sqlx::query(&update)
+                .bind(&sealed)
+                .bind(&id)
+                .bind(&stored)
+                .execute(&self.writer)
+                .await
+                .map_err(store_failure("re-encrypt a signing secret"))?;
             changed += result.rows_affected();
         }
-        if changed > 0 {
-            tracing::info!(
-                applications = changed,
-                key_id = self.cipher.newest_key_id(),
-                "Re-encrypted signing secrets with the newest secret key"
-            );
-        }
         Ok(changed)
+    }
+}
+
+/// A column of `applications` that contains an encrypted signing secret.
+#[derive(Clone, Copy)]
+enum SecretColumn {
+    Current,
+    Previous,
+}
+
+impl SecretColumn {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Current => "secret",
+            Self::Previous => "previous_secret",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Current => "signing secret",
+            Self::Previous => "previous signing secret",
+        }
     }
 }

@@ -66,7 +66,9 @@ impl SchemaRegistryConfig {
 
 /// Reads a list of strings, or one string of entries separated by commas,
 /// whitespace or line breaks.
-fn list_or_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(super) fn list_or_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Keys {
