@@ -49,6 +49,9 @@ pub(crate) struct DeliveryView {
     #[schema(value_type = String, format = DateTime)]
     updated_at: OffsetDateTime,
     attempts: Vec<AttemptView>,
+    /// Id of the delivery that this one replays; absent unless it is a replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_of: Option<String>,
 }
 
 impl From<DeliveryRecord> for DeliveryView {
@@ -85,6 +88,7 @@ impl From<DeliveryRecord> for DeliveryView {
             created_at: record.created_at,
             updated_at: record.updated_at,
             attempts,
+            replay_of: record.replay_of.map(|id| id.to_string()),
         }
     }
 }
@@ -195,7 +199,8 @@ pub(crate) async fn dead_letters(
     Ok(Json(views))
 }
 
-/// Sends a dead delivery again with a fresh retry schedule.
+/// Sends a dead delivery again with a fresh retry schedule, under its own
+/// delivery id and `webhook-id`.
 #[utoipa::path(post, path = "/api/v1/dead-letters/{id}/replay", tag = "deliveries",
     params(("id" = String, Path, description = "Delivery id of the dead letter")),
     responses((status = 202, body = ReplayResponse), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
@@ -225,4 +230,39 @@ pub(crate) async fn replay(
             state: "pending".into(),
         }),
     ))
+}
+
+/// Sends a delivered or dead delivery's event to the same application again
+/// as a new delivery. The replay gets a new delivery id, a new `webhook-id`
+/// (so that a consumer deduplicating on `webhook-id` does not drop it) and a
+/// full retry schedule. The original delivery and its attempts stay as they
+/// are, and the replay's `replay_of` names it.
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/replay", tag = "deliveries",
+    params(("id" = String, Path, description = "Id of the delivered or dead delivery to replay")),
+    responses((status = 202, description = "The new delivery", body = DeliveryView), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub(crate) async fn replay_delivery(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
+    let missing = || ApiError::not_found(format!("delivery {id:?} does not exist"));
+    let delivery_id = DeliveryId::parse(&id).ok_or_else(missing)?;
+    let Some(task) = state.store.replay(&delivery_id).await? else {
+        state
+            .store
+            .delivery(&delivery_id)
+            .await?
+            .ok_or_else(missing)?;
+        return Err(ApiError::conflict(format!(
+            "delivery {id} is pending; replay it once it is delivered or dead"
+        )));
+    };
+    let replay_id = task.delivery_id.clone();
+    state.queue.enqueue(vec![task]).await?;
+    tracing::info!(delivery_id = %delivery_id, replay_id = %replay_id, "Delivery replayed");
+    let record = state
+        .store
+        .delivery(&replay_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("delivery {replay_id} does not exist")))?;
+    Ok((StatusCode::ACCEPTED, Json(record.into())))
 }

@@ -85,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/applications/{id}/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::show))
+        .route("/deliveries/{id}/replay", post(deliveries::replay_delivery))
         .route("/dead-letters", get(deliveries::dead_letters))
         .route("/dead-letters/{id}/replay", post(deliveries::replay))
         .route("/plans", post(plans::create).get(plans::list))

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         crate::analytics::usage, crate::analytics::over_limit,
         crate::events::ingest,
         crate::deliveries::list, crate::deliveries::show, crate::deliveries::dead_letters, crate::deliveries::replay,
+        crate::deliveries::replay_delivery,
         crate::health::healthz, crate::health::readyz, crate::health::metrics,
     ),
     modifiers(&BearerAuth),

@@ -88,6 +88,32 @@ pub(crate) fn cpu_seconds(pid: u32, clock_ticks: u64) -> Result<f64> {
     Ok(parse_cpu_ticks(&text)? as f64 / clock_ticks as f64)
 }
 
+/// Returns the summed CPU time in seconds of every process whose command
+/// name (`/proc/<pid>/comm`) is one of `names`. Processes that exit between
+/// two readings take their CPU time with them, so a difference of two sums
+/// can come out low.
+pub(crate) fn cpu_seconds_of_commands(names: &[&str], clock_ticks: u64) -> Result<f64> {
+    let mut seconds = 0.0;
+    for entry in std::fs::read_dir("/proc").context("failed to list /proc")? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if names.contains(&comm.trim_end()) {
+            // The process may exit between listing and reading.
+            seconds += cpu_seconds(pid, clock_ticks).unwrap_or(0.0);
+        }
+    }
+    Ok(seconds)
+}
+
 /// Returns the peak resident set size of process `pid` in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmHWM")

@@ -218,6 +218,10 @@ pub(crate) fn print_load(report: &LoadReport) {
             peak_rss_text(&report.hookline_processes),
         ),
         ("bench process CPU s", format!("{:.1}", cpu.bench_seconds)),
+        (
+            "backend servers CPU s",
+            format!("{:.1}", cpu.backend_seconds),
+        ),
         ("other processes CPU s", format!("{:.1}", cpu.other_seconds)),
         (
             "receiver connections",

@@ -159,4 +159,6 @@ pub struct DeliveryRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub attempts: Vec<Attempt>,
+    /// The delivery that this one replays, when it is a replay.
+    pub replay_of: Option<DeliveryId>,
 }

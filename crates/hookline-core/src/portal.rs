@@ -5,10 +5,34 @@
 //! Session tokens are stored as hashes only, so a copy of the database does
 //! not sign anyone in.
 
+use crate::limit::LimitError;
 use crate::store::StoreError;
 use crate::{ApplicationId, SigningSecret};
 use async_trait::async_trait;
+use std::time::Duration;
 use time::OffsetDateTime;
+
+/// Password checks allowed per email within [`SIGN_IN_WINDOW`] before
+/// further sign-ins and password changes of that email are rejected.
+pub const SIGN_IN_MAX_FAILURES: u32 = 5;
+/// The sliding window of [`SIGN_IN_MAX_FAILURES`].
+pub const SIGN_IN_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Limit on password checks per email: an attempt is counted before its
+/// check runs and the count is cleared when the password matches, so only
+/// failed checks stay counted. Counting first keeps concurrent attempts,
+/// also on several replicas that share the limiter, from passing the
+/// maximum together.
+#[async_trait]
+pub trait SignInLimiter: Send + Sync + 'static {
+    /// Counts a password check of the lowercased `email`. Returns `None`
+    /// when the check may run, or how long to wait when the email already
+    /// has [`SIGN_IN_MAX_FAILURES`] counted checks within [`SIGN_IN_WINDOW`],
+    /// in which case this attempt is not counted.
+    async fn begin_attempt(&self, email: &str) -> Result<Option<Duration>, LimitError>;
+    /// Forgets the counted checks of `email` after its password matched.
+    async fn clear(&self, email: &str) -> Result<(), LimitError>;
+}
 
 /// What an account may see in the portal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +101,9 @@ pub trait PortalStore: Send + Sync + 'static {
     async fn account_by_email(&self, email: &str) -> Result<Option<Account>, StoreError>;
     /// Returns `false` when the account does not exist.
     async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<bool, StoreError>;
+    /// Changes the account's role. Returns `false` when the account does not
+    /// exist.
+    async fn set_role(&self, id: &str, role: Role) -> Result<bool, StoreError>;
 
     async fn create_session(&self, session: &PortalSession) -> Result<(), StoreError>;
     /// The session with this token hash, unless it expired before `now`.

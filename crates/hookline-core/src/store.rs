@@ -185,6 +185,18 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a dead delivery back to pending and returns its task, or `None`
     /// when the delivery is not dead.
     async fn revive(&self, id: &DeliveryId) -> Result<Option<DeliveryTask>, StoreError>;
+    /// Creates a replay of a delivered or dead delivery and returns its
+    /// task: a new pending delivery, due now, of the same event to the same
+    /// application, with a new delivery id and a new random `webhook-id`.
+    /// The replayed delivery keeps its state and attempts, and the replay's
+    /// [`DeliveryRecord::replay_of`] names it. The new `webhook-id` keeps a
+    /// consumer that deduplicates on it, as Standard Webhooks recommends,
+    /// from dropping the replay as a duplicate. Returns `None` when the
+    /// delivery does not exist or is still pending.
+    async fn replay(&self, id: &DeliveryId) -> Result<Option<DeliveryTask>, StoreError> {
+        let _ = id;
+        Err(unsupported("replay deliveries"))
+    }
 
     async fn create_plan(&self, plan: &Plan) -> Result<(), StoreError>;
     async fn plan(&self, name: &str) -> Result<Option<Plan>, StoreError>;

@@ -7,7 +7,7 @@ mod outcome;
 mod resume;
 mod throttle;
 
-use crate::egress::Egress;
+use crate::egress::{Egress, EgressOutcome};
 use crate::recorder::{self, Finished};
 use crate::retry_policy::SharedRetryPolicy;
 use hookline_core::directory::{Directory, Endpoint};
@@ -242,12 +242,20 @@ impl Dispatcher {
             Ok(Err(_)) | Err(_) => return self.postpone(lease, wait),
         };
         // The limit is checked once the endpoint slot is taken, so a task
-        // postponed for a busy endpoint does not use up its window.
-        let lease = match self.admit(lease, &endpoint).await {
-            Admission::Send(lease) => lease,
-            Admission::Done(finished) => return *finished,
+        // postponed for a busy endpoint does not use up its window. An
+        // egress that counts limits itself reports a full window as not sent.
+        let lease = if self.egress.counts_limits() {
+            lease
+        } else {
+            match self.admit(lease, &endpoint).await {
+                Admission::Send(lease) => lease,
+                Admission::Done(finished) => return *finished,
+            }
         };
-        let report = self.egress.attempt(&lease.task, &endpoint).await;
+        let report = match self.egress.try_attempt(&lease.task, &endpoint).await {
+            EgressOutcome::Attempted(report) => report,
+            EgressOutcome::NotSent(not_sent) => return self.not_sent(lease, &endpoint, not_sent),
+        };
         if let Some(cause) = self.check_health(&endpoint, &report).await {
             self.disable(&endpoint, cause).await;
             return self.keep_for_disabled(lease, &endpoint, report);

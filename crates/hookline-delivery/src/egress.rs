@@ -30,10 +30,54 @@ pub struct AttemptReport {
     pub retry_after: Option<Duration>,
 }
 
+/// Cause of an attempt that an egress did not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSentCause {
+    /// The application's plan window is full in the egress; the delivery
+    /// may go out again after `retry_after`.
+    RateLimited,
+    /// The egress could not send for now: it was unreachable, failed, or
+    /// could not read the application.
+    Unavailable,
+}
+
+/// An attempt that never reached the consumer, so it is neither an attempt
+/// of the delivery nor a failure of it.
+#[derive(Debug, Clone)]
+pub struct NotSent {
+    pub cause: NotSentCause,
+    /// Error class for logs, such as `gateway_rate_limited`.
+    pub class: &'static str,
+    pub message: String,
+    /// The egress's estimate of when it can send again, if it gave one.
+    pub retry_after: Option<Duration>,
+}
+
+/// Result of handing one attempt to an [`Egress`].
+#[derive(Debug, Clone)]
+pub enum EgressOutcome {
+    /// The attempt was made, whatever the consumer returned.
+    Attempted(AttemptReport),
+    /// Nothing was sent.
+    NotSent(NotSent),
+}
+
 /// Sends one attempt of a delivery to its endpoint.
 #[async_trait]
 pub trait Egress: Send + Sync + 'static {
     async fn attempt(&self, task: &DeliveryTask, endpoint: &Endpoint) -> AttemptReport;
+
+    /// Makes one attempt, or reports that nothing was sent. An egress that
+    /// always sends, like [`HttpEgress`], keeps this default.
+    async fn try_attempt(&self, task: &DeliveryTask, endpoint: &Endpoint) -> EgressOutcome {
+        EgressOutcome::Attempted(self.attempt(task, endpoint).await)
+    }
+
+    /// Whether this egress counts each attempt against the application's
+    /// plan itself, so the dispatcher must not count it as well.
+    fn counts_limits(&self) -> bool {
+        false
+    }
 }
 
 /// Hard deadline of one attempt unless [`HttpEgress::with_deadline`] sets

@@ -4,7 +4,7 @@
 //! sends nothing itself, so the policy chain runs once per attempt, in the
 //! gateway.
 
-use crate::egress::{AttemptReport, Egress};
+use crate::egress::{AttemptReport, Egress, EgressOutcome, NotSent, NotSentCause};
 use crate::gateway_protocol::{AttemptRequest, AttemptResponse, GatewayErrorBody, ATTEMPTS_PATH};
 use async_trait::async_trait;
 use hookline_core::directory::Endpoint;
@@ -23,6 +23,9 @@ pub struct GatewaySettings {
     /// Deadline of one request to the gateway. It must outlast the gateway's
     /// own attempt deadline (`delivery.timeout`).
     pub timeout: Duration,
+    /// Whether the gateway counts each attempt against its plan
+    /// (`gateway.count_limits`), so the dispatcher does not.
+    pub counts_limits: bool,
 }
 
 /// Failure to build the gateway client.
@@ -34,28 +37,12 @@ pub enum GatewayEgressError {
     Build(#[source] reqwest::Error),
 }
 
-/// Outcome of one attempt posted to the gateway.
-#[derive(Debug, Clone)]
-pub enum GatewayOutcome {
-    /// The gateway sent the attempt, and the report contains the
-    /// consumer's response.
-    Attempted(AttemptReport),
-    /// The gateway did not send it: a rate limit, a lookup failure, or the
-    /// gateway itself failed or was unreachable.
-    NotSent {
-        /// Error class for the attempt log, such as `gateway_rate_limited`.
-        class: &'static str,
-        message: String,
-        /// The gateway's `Retry-After`, when it sent one.
-        retry_after: Option<Duration>,
-    },
-}
-
 /// [`Egress`] that forwards attempts to the egress gateway.
 pub struct GatewayEgress {
     client: reqwest::Client,
     attempts_url: url::Url,
     token: String,
+    counts_limits: bool,
 }
 
 impl GatewayEgress {
@@ -88,11 +75,16 @@ impl GatewayEgress {
             client,
             attempts_url,
             token: settings.token,
+            counts_limits: settings.counts_limits,
         })
     }
 
     /// Posts one attempt to the gateway and reads its response.
-    pub async fn forward(&self, task: &DeliveryTask) -> GatewayOutcome {
+    ///
+    /// A request that fails or times out after the gateway sent the attempt
+    /// is reported as not sent, so the attempt may reach the consumer twice.
+    /// Both copies carry the same idempotency key and `webhook-id`.
+    pub async fn forward(&self, task: &DeliveryTask) -> EgressOutcome {
         let request = AttemptRequest::V1(task.clone());
         let sent = self
             .client
@@ -114,7 +106,7 @@ impl GatewayEgress {
         let status = response.status().as_u16();
         if status == 200 {
             return match response.json::<AttemptResponse>().await {
-                Ok(body) => GatewayOutcome::Attempted(body.into()),
+                Ok(body) => EgressOutcome::Attempted(body.into()),
                 Err(error) => not_sent(
                     "gateway_unavailable",
                     format!("egress gateway sent an invalid attempt response: {error}"),
@@ -135,41 +127,68 @@ impl GatewayEgress {
 impl Egress for GatewayEgress {
     /// Returns the consumer's response as the gateway reported it. An attempt
     /// the gateway did not send is reported as an error of the gateway's
-    /// class, with the gateway's `Retry-After`.
-    async fn attempt(&self, task: &DeliveryTask, _endpoint: &Endpoint) -> AttemptReport {
+    /// class, with the gateway's `Retry-After`. The dispatcher calls
+    /// [`Egress::try_attempt`] instead, which keeps the two apart.
+    async fn attempt(&self, task: &DeliveryTask, endpoint: &Endpoint) -> AttemptReport {
         let started_at = OffsetDateTime::now_utc();
         let clock = Instant::now();
-        match self.forward(task).await {
-            GatewayOutcome::Attempted(report) => report,
-            // NOTE: the dispatcher counts this as a failed attempt, so an
-            // outage of the gateway uses up the delivery's retries.
-            // Postponing without an attempt needs a "not sent" outcome in
-            // the `Egress` contract.
-            GatewayOutcome::NotSent {
-                class,
-                message,
-                retry_after,
-            } => AttemptReport {
+        match self.try_attempt(task, endpoint).await {
+            EgressOutcome::Attempted(report) => report,
+            EgressOutcome::NotSent(not_sent) => AttemptReport {
                 started_at,
                 duration: clock.elapsed(),
                 result: AttemptResult::Error {
-                    class: class.to_owned(),
-                    message,
+                    class: not_sent.class.to_owned(),
+                    message: not_sent.message,
                 },
                 response_excerpt: None,
                 response_truncated: false,
-                retry_after,
+                retry_after: not_sent.retry_after,
             },
         }
     }
+
+    /// Reports 429 as rate-limited and an unreachable or failing gateway as
+    /// unavailable, so neither uses up the delivery's retries. A 400 is a
+    /// failed attempt, because the same request would be rejected again.
+    async fn try_attempt(&self, task: &DeliveryTask, _endpoint: &Endpoint) -> EgressOutcome {
+        let started_at = OffsetDateTime::now_utc();
+        let clock = Instant::now();
+        match self.forward(task).await {
+            EgressOutcome::NotSent(not_sent) if not_sent.class == "gateway_rejected" => {
+                EgressOutcome::Attempted(AttemptReport {
+                    started_at,
+                    duration: clock.elapsed(),
+                    result: AttemptResult::Error {
+                        class: not_sent.class.to_owned(),
+                        message: not_sent.message,
+                    },
+                    response_excerpt: None,
+                    response_truncated: false,
+                    retry_after: None,
+                })
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn counts_limits(&self) -> bool {
+        self.counts_limits
+    }
 }
 
-fn not_sent(class: &'static str, message: String, retry_after: Option<Duration>) -> GatewayOutcome {
-    GatewayOutcome::NotSent {
+fn not_sent(class: &'static str, message: String, retry_after: Option<Duration>) -> EgressOutcome {
+    let cause = if class == "gateway_rate_limited" {
+        NotSentCause::RateLimited
+    } else {
+        NotSentCause::Unavailable
+    };
+    EgressOutcome::NotSent(NotSent {
+        cause,
         class,
         message,
         retry_after,
-    }
+    })
 }
 
 /// Error class of a gateway status other than 200.
@@ -198,6 +217,7 @@ mod tests {
             url: url.parse().unwrap(),
             token: "t".into(),
             timeout: Duration::from_secs(1),
+            counts_limits: false,
         }
     }
 

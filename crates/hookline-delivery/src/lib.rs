@@ -22,7 +22,7 @@ mod schema_header;
 
 pub use client::{build_client, ClientSettings};
 pub use dispatcher::{Dispatcher, DispatcherSettings};
-pub use egress::{AttemptReport, Egress, HttpEgress};
+pub use egress::{AttemptReport, Egress, EgressOutcome, HttpEgress, NotSent, NotSentCause};
 pub use gateway_egress::{GatewayEgress, GatewaySettings};
 pub use retry_policy::SharedRetryPolicy;
 pub use schema_header::SCHEMA_ID_HEADER;

@@ -44,7 +44,8 @@ async fn attempt(
     let task = request.task();
     let endpoint = lookup(gateway, task).await?;
     if let Some(limiter) = &gateway.limiter {
-        crate::limit::admit(limiter.as_ref(), task, &endpoint).await?;
+        let period_override = gateway.period_override;
+        crate::limit::admit(limiter.as_ref(), task, &endpoint, period_override).await?;
     }
 
     let report = gateway.egress.attempt(task, &endpoint).await;

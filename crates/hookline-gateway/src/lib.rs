@@ -8,9 +8,10 @@
 //!   secrets. The gateway looks the endpoint and its secrets up in its own
 //!   directory and runs the same egress chain that a dispatcher runs in
 //!   process: sign, send with the SSRF-guarded client, capture the
-//!   response. Rate limiting and metering stay in the dispatcher, so each
-//!   step runs once per attempt; a limiter given to
-//!   [`Gateway::with_limiter`] responds with 429 and `Retry-After` instead.
+//!   response. Metering stays in the dispatcher, and so does rate limiting
+//!   unless the gateway has a limiter ([`Gateway::with_limiter`]). Then the
+//!   gateway counts and responds with 429 and `Retry-After` over the limit.
+//!   Either way each step runs once per attempt.
 //! - Any other path: the proxied form of the 3scale reference deployment
 //!   ([`proxy`]). A request carrying the headers `webhook-url` and
 //!   `user_key` is signed with the body-HMAC scheme keyed with the
@@ -37,6 +38,7 @@ use hookline_core::webhook_url::AddressPolicy;
 use hookline_delivery::gateway_protocol::ATTEMPTS_PATH;
 use hookline_delivery::Egress;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Everything a gateway request needs, shared by all requests.
 pub struct Gateway {
@@ -47,6 +49,8 @@ pub struct Gateway {
     client: reqwest::Client,
     policy: AddressPolicy,
     limiter: Option<Arc<dyn RateLimiter>>,
+    /// Replaces the window length of every plan (`limits.period_override`).
+    period_override: Option<Duration>,
     settings: GatewaySettings,
 }
 
@@ -66,15 +70,23 @@ impl Gateway {
             client,
             policy,
             limiter: None,
+            period_override: None,
             settings,
         }
     }
 
     /// Installs a limiter that counts every attempt against its plan before
-    /// it is sent. Only for callers that do not limit themselves: the
-    /// dispatcher does, so a limiter here would count its attempts twice.
+    /// it is sent. Only for callers that do not limit themselves: a
+    /// dispatcher counts unless its `GatewaySettings::counts_limits` is set.
     pub fn with_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Makes the limiter count in windows of `period` instead of each
+    /// plan's own period, as `limits.period_override` does for dispatchers.
+    pub fn with_period_override(mut self, period: Option<Duration>) -> Self {
+        self.period_override = period;
         self
     }
 }

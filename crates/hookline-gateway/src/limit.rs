@@ -1,11 +1,11 @@
 //! The optional rate-limit step of `POST /v1/attempts`.
 //!
-//! A dispatcher counts each notification against its plan before it posts
-//! the attempt, and meters the outcome, so the binary installs no limiter in
-//! the gateway: with both, every notification would count twice. A gateway
-//! given a [`RateLimiter`] counts the notification itself and responds with 429
-//! with `Retry-After` (the end of the full window) when the plan's window is
-//! full.
+//! By default a dispatcher counts each notification against its plan before
+//! it posts the attempt, and the gateway counts nothing. With
+//! `gateway.count_limits` the binary gives the gateway a [`RateLimiter`]
+//! and dispatchers stop counting, so each notification counts once. The
+//! gateway then responds with 429 and `Retry-After` (the end of the full
+//! window, rounded up to whole seconds) when the plan's window is full.
 
 use crate::GatewayError;
 use hookline_core::directory::Endpoint;
@@ -14,18 +14,20 @@ use hookline_core::queue::DeliveryTask;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Counts one notification to `endpoint` when its plan has a limit.
+/// Counts one notification to `endpoint` when its plan has a limit, in
+/// windows of `period_override` when it is set.
 pub(crate) async fn admit(
     limiter: &dyn RateLimiter,
     task: &DeliveryTask,
     endpoint: &Endpoint,
+    period_override: Option<Duration>,
 ) -> Result<(), GatewayError> {
     let Some(plan_limit) = endpoint.limit else {
         return Ok(());
     };
     let limit = RateLimit {
         limit: plan_limit.limit,
-        window: plan_limit.period.duration(),
+        window: period_override.unwrap_or(plan_limit.period.duration()),
     };
     match limiter.acquire(&endpoint.application_id, limit).await {
         Ok(Acquisition::Allowed) => Ok(()),

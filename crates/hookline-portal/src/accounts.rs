@@ -3,17 +3,16 @@
 use crate::error::PortalError;
 use crate::layout::{self, csrf_field, errors, notice};
 use crate::session::{self, MaybeViewer, Viewer, FORM_COOKIE};
-use crate::throttle::{minutes, MAX_FAILURES};
+use crate::throttle::minutes;
 use crate::{password, PortalState};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use hookline_core::portal::{Account, Role};
+use hookline_core::portal::{Account, Role, SIGN_IN_MAX_FAILURES, SIGN_IN_WINDOW};
 use hookline_core::store::StoreError;
 use maud::{html, Markup};
 use serde::Deserialize;
-use std::time::Instant;
 use time::OffsetDateTime;
 
 /// Maximum email length, the limit SMTP sets on a path.
@@ -99,11 +98,7 @@ pub(crate) async fn signup(
         return Ok(page);
     }
 
-    let role = if state.settings.provider_emails.contains(&email) {
-        Role::Provider
-    } else {
-        Role::Consumer
-    };
+    let role = configured_role(&state, &email);
     let account = Account {
         id: format!("acc_{}", uuid_like()),
         email: email.clone(),
@@ -132,7 +127,7 @@ pub(crate) async fn signin(
 ) -> Result<Response, PortalError> {
     check_form_cookie(&headers, &form.csrf)?;
     let email = form.email.trim().to_lowercase();
-    if let Some(message) = throttled_message(&state, &email) {
+    if let Some(message) = begin_password_check(&state, &email).await? {
         let status = StatusCode::TOO_MANY_REQUESTS;
         let page = credentials_page(&state, &headers, Kind::SignIn, &email, &[message], status);
         return Ok(page);
@@ -143,24 +138,86 @@ pub(crate) async fn signin(
         .map(|account| account.password_hash.clone());
     let verified = password::verify(form.password, stored).await;
     let Some(account) = account.filter(|_| verified) else {
-        state.throttle.record_failure(&email, Instant::now());
         tracing::info!("Portal sign-in failed: unknown email or wrong password");
         let message = "The email or the password is wrong.".to_owned();
         let status = StatusCode::UNAUTHORIZED;
         let page = credentials_page(&state, &headers, Kind::SignIn, &email, &[message], status);
         return Ok(page);
     };
-    state.throttle.clear(&email);
+    password_matched(&state, &email).await;
+    let account = apply_configured_role(&state, account).await?;
     signed_in(&state, &account).await
 }
 
-/// Returns the rate-limit message for an email with too many recent failures.
-pub(crate) fn throttled_message(state: &PortalState, email: &str) -> Option<String> {
-    let wait = state.throttle.blocked_for(email, Instant::now())?;
-    Some(format!(
-        "Too many failed sign-in attempts for this email ({MAX_FAILURES} in 15 minutes). Try again in {} minutes.",
+/// Returns the role that `portal.provider_emails` gives a lowercased email.
+fn configured_role(state: &PortalState, email: &str) -> Role {
+    if state
+        .settings
+        .provider_emails
+        .iter()
+        .any(|listed| listed == email)
+    {
+        Role::Provider
+    } else {
+        Role::Consumer
+    }
+}
+
+/// Stores the role that `portal.provider_emails` gives the account when it
+/// differs from the stored one, so that adding an email to the list or
+/// removing it takes effect at the account's next sign-in.
+async fn apply_configured_role(
+    state: &PortalState,
+    mut account: Account,
+) -> Result<Account, PortalError> {
+    let role = configured_role(state, &account.email);
+    if role == account.role {
+        return Ok(account);
+    }
+    if !state.portal.set_role(&account.id, role).await? {
+        return Err(PortalError::SignInRequired);
+    }
+    tracing::info!(
+        account_id = %account.id,
+        from = account.role.as_str(),
+        to = role.as_str(),
+        "Portal account role changed to match portal.provider_emails"
+    );
+    account.role = role;
+    Ok(account)
+}
+
+/// Counts a password check of `email` with the sign-in limiter. Returns the
+/// message to show instead of checking when the email has too many recent
+/// failures. A limiter that fails rejects the request, so that an outage of
+/// the shared limiter does not lift the limit.
+pub(crate) async fn begin_password_check(
+    state: &PortalState,
+    email: &str,
+) -> Result<Option<String>, PortalError> {
+    let wait = match state.throttle.begin_attempt(email).await {
+        Ok(None) => return Ok(None),
+        Ok(Some(wait)) => wait,
+        Err(error) => {
+            return Err(PortalError::Internal(format!(
+                "sign-in limit check failed: {error}"
+            )))
+        }
+    };
+    let window_minutes = SIGN_IN_WINDOW.as_secs() / 60;
+    Ok(Some(format!(
+        "Too many failed sign-in attempts for this email ({SIGN_IN_MAX_FAILURES} in {window_minutes} minutes). Try again in {} minutes.",
         minutes(wait)
-    ))
+    )))
+}
+
+/// Clears the counted checks of `email` after its password matched. A
+/// failure is logged and ignored, because the password check succeeded and
+/// the counts expire with the window anyway.
+pub(crate) async fn password_matched(state: &PortalState, email: &str) {
+    if let Err(error) = state.throttle.clear(email).await {
+        tracing::warn!(%error, "Could not clear the failed sign-in count of an account");
+    }
 }
 
 /// Starts a session and sends the browser to its applications.
@@ -205,17 +262,17 @@ pub(crate) async fn change_password(
 ) -> Result<Response, PortalError> {
     viewer.check_csrf(&form.csrf)?;
     let email = viewer.account.email.clone();
-    if let Some(message) = throttled_message(&state, &email) {
+    if let Some(message) = begin_password_check(&state, &email).await? {
         let page = account_markup(&state, &viewer, None, &[message]);
         return Ok(layout::respond(StatusCode::TOO_MANY_REQUESTS, page));
     }
     let stored = Some(viewer.account.password_hash.clone());
     if !password::verify(form.current_password, stored).await {
-        state.throttle.record_failure(&email, Instant::now());
         let message = "The current password is wrong.".to_owned();
         let page = account_markup(&state, &viewer, None, &[message]);
         return Ok(layout::respond(StatusCode::UNAUTHORIZED, page));
     }
+    password_matched(&state, &email).await;
     if let Some(message) = password::weakness(&form.new_password) {
         let page = account_markup(&state, &viewer, None, &[message]);
         return Ok(layout::respond(StatusCode::UNPROCESSABLE_ENTITY, page));

@@ -20,7 +20,6 @@ use hookline_core::{
 };
 use maud::{html, Markup};
 use serde::Deserialize;
-use std::time::Instant;
 use time::{Duration, OffsetDateTime, Time};
 
 /// Deliveries per page of the log.
@@ -197,9 +196,13 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "resumed" => "Resumed. Kept events are being delivered.",
         "already-paused" => "The application is already paused or disabled.",
         "replayed" => "Delivery replayed with a fresh retry schedule.",
+        "replayed-new" => {
+            "Delivery replayed as a new delivery with a new webhook id. It appears in the log below."
+        }
         "not-dead" => {
             "Only dead deliveries can be replayed; this one is still pending or was delivered."
         }
+        "pending" => "That delivery is still pending; replay it once it is delivered or dead.",
         _ => return None,
     })
 }
@@ -396,7 +399,13 @@ fn delivery_log(application: &Application, deliveries: &[DeliveryRecord], csrf: 
                     @for delivery in deliveries {
                         tr {
                             td { (time_element(delivery.created_at)) }
-                            td class="mono" { (delivery.webhook_id) }
+                            td class="mono" {
+                                (delivery.webhook_id)
+                                @if let Some(original) = &delivery.replay_of {
+                                    br;
+                                    small { "replay of " (original) }
+                                }
+                            }
                             td { span class=(format!("badge state-{}", delivery.state.as_str())) { (delivery.state.as_str()) } }
                             td { (attempt_details(delivery)) }
                             td { @match delivery.next_attempt_at {
@@ -404,7 +413,7 @@ fn delivery_log(application: &Application, deliveries: &[DeliveryRecord], csrf: 
                                 _ => "–",
                             } }
                             td {
-                                @if delivery.state == DeliveryState::Dead {
+                                @if delivery.state != DeliveryState::Pending {
                                     form method="post" action=(format!("/portal/apps/{}/deliveries/{}/replay", application.id, delivery.id)) {
                                         (csrf_field(csrf))
                                         button type="submit" class="secondary" { "Replay" }
@@ -590,17 +599,17 @@ async fn reveal_secret(
     viewer.check_csrf(&form.csrf)?;
     let application = visible(&state, &viewer, &id).await?;
     let email = viewer.account.email.clone();
-    if let Some(message) = crate::accounts::throttled_message(&state, &email) {
+    if let Some(message) = crate::accounts::begin_password_check(&state, &email).await? {
         let page = application_page(&state, &viewer, &application, None, &[message], None).await?;
         return Ok(layout::respond(StatusCode::TOO_MANY_REQUESTS, page));
     }
     let stored = Some(viewer.account.password_hash.clone());
     if !crate::password::verify(form.password, stored).await {
-        state.throttle.record_failure(&email, Instant::now());
         let message = "The password is wrong, so the secret stays hidden.".to_owned();
         let page = application_page(&state, &viewer, &application, None, &[message], None).await?;
         return Ok(layout::respond(StatusCode::UNAUTHORIZED, page));
     }
+    crate::accounts::password_matched(&state, &email).await;
     tracing::info!(application_id = %application.id, account_id = %viewer.account.id, "Signing secret shown in the portal");
     let body = html! {
         h1 { "Signing secret" }
@@ -706,12 +715,34 @@ async fn replay(
         .await?
         .filter(|record| record.application_id == application.id)
         .ok_or(PortalError::NotFound)?;
-    // NOTE: only dead deliveries can be replayed, because the state store
-    // offers no way to read back a delivered event's payload.
-    match replay_dead(&state, &record.id).await? {
-        true => Ok(redirect_notice(&application.id, "replayed")),
-        false => Ok(redirect_notice(&application.id, "not-dead")),
-    }
+    // A dead delivery is retried under its own webhook id, because the
+    // consumer never accepted it. A delivered one is sent as a new delivery
+    // with a new webhook id, which a consumer that deduplicates on webhook
+    // ids does not drop.
+    let notice = match record.state {
+        DeliveryState::Dead => match replay_dead(&state, &record.id).await? {
+            true => "replayed",
+            false => "not-dead",
+        },
+        DeliveryState::Delivered => match replay_delivered(&state, &record.id).await? {
+            true => "replayed-new",
+            false => "pending",
+        },
+        DeliveryState::Pending => "pending",
+    };
+    Ok(redirect_notice(&application.id, notice))
+}
+
+/// Replays a delivered or dead delivery as a new delivery and enqueues it;
+/// `false` when it is pending.
+async fn replay_delivered(state: &PortalState, delivery: &DeliveryId) -> Result<bool, PortalError> {
+    let Some(task) = state.store.replay(delivery).await? else {
+        return Ok(false);
+    };
+    let replay_id = task.delivery_id.clone();
+    state.queue.enqueue(vec![task]).await?;
+    tracing::info!(delivery_id = %delivery, replay_id = %replay_id, "Delivery replayed from the portal");
+    Ok(true)
 }
 
 /// Revives a dead delivery and enqueues it; `false` when it is not dead.

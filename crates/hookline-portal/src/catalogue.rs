@@ -88,7 +88,11 @@ pub(crate) async fn show(
     let retry = state.settings.retry;
     let document = webhook_document(&product, &retry);
     let operation = document["webhooks"][&product.name]["post"].clone();
-    let example = sample::payload(&product, OffsetDateTime::now_utc()).ok();
+    // An Avro sample is a binary datum, which the page cannot show as text.
+    let example = match product.content_type {
+        ContentType::Avro => None,
+        _ => sample::payload(&product, OffsetDateTime::now_utc()).ok(),
+    };
     let body = html! {
         p { a href="/portal/apis" { "Event APIs" } }
         h1 { (product.name) }

@@ -25,6 +25,7 @@ mod layout;
 mod password;
 mod provider;
 mod sample;
+mod sample_avro;
 mod samples;
 mod session;
 mod subscribe;
@@ -33,7 +34,7 @@ mod throttle;
 use axum::routing::{get, post};
 use axum::Router;
 use hookline_core::directory::Directory;
-use hookline_core::portal::PortalStore;
+use hookline_core::portal::{PortalStore, SignInLimiter};
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_core::webhook_url::AddressPolicy;
@@ -51,6 +52,9 @@ pub struct PortalBackends {
     pub portal: Arc<dyn PortalStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub directory: Arc<dyn Directory>,
+    /// Counts password checks per email across every process that shares
+    /// it; `None` counts them in this process only.
+    pub sign_in_limiter: Option<Arc<dyn SignInLimiter>>,
 }
 
 /// Settings of the portal (`portal.*` in the configuration) and the parts
@@ -63,7 +67,8 @@ pub struct PortalSettings {
     pub logo_url: Option<String>,
     /// Accent colour as `#rrggbb` or `#rgb`, checked by [`is_valid_colour`].
     pub brand_colour: String,
-    /// Lowercased emails whose accounts get the provider role at sign-up.
+    /// Lowercased emails whose accounts get the provider role at sign-up
+    /// and at each sign-in; other accounts get the consumer role at sign-in.
     pub provider_emails: Vec<String>,
     /// Whether the session cookie has the `Secure` attribute.
     pub secure_cookie: bool,
@@ -103,7 +108,7 @@ pub(crate) struct PortalState {
     pub(crate) queue: Arc<dyn DeliveryQueue>,
     pub(crate) directory: Arc<dyn Directory>,
     pub(crate) settings: Arc<PortalSettings>,
-    pub(crate) throttle: Arc<SignInThrottle>,
+    pub(crate) throttle: Arc<dyn SignInLimiter>,
 }
 
 /// Builds the portal's router. It has no fallback, so it can be merged
@@ -115,7 +120,9 @@ pub fn router(backends: PortalBackends, settings: PortalSettings) -> Router {
         queue: backends.queue,
         directory: backends.directory,
         settings: Arc::new(settings),
-        throttle: Arc::new(SignInThrottle::default()),
+        throttle: backends
+            .sign_in_limiter
+            .unwrap_or_else(|| Arc::new(SignInThrottle::default())),
     };
     Router::new()
         .route("/portal", get(applications::home))

@@ -1,6 +1,6 @@
 //! Sample payloads of a product, for test events and the catalogue: made
-//! from the product's JSON Schema when it has one, or a small generic
-//! document in the product's format.
+//! from the product's JSON Schema or Avro schema when it has one, or a small
+//! generic document in the product's format. Avro products need a schema.
 
 use hookline_core::{ContentType, Product};
 use serde_json::{json, Map, Value};
@@ -13,10 +13,10 @@ const MAX_DEPTH: usize = 8;
 /// Reason that no sample can be made.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum SampleError {
-    #[error(
-        "test events of Avro products are not supported yet; send one with the ingest API instead"
-    )]
-    Avro,
+    #[error("this Avro product has no schema, so no test event can be built; send one with the ingest API instead")]
+    AvroWithoutSchema,
+    #[error("no test event can be built: {0}")]
+    Avro(String),
 }
 
 /// Returns a sample payload for `product`, sent at `now`.
@@ -31,9 +31,16 @@ pub(crate) fn payload(product: &Product, now: OffsetDateTime) -> Result<Vec<u8>,
             Ok(serde_json::to_vec_pretty(&value).unwrap_or_default())
         }
         ContentType::Xml => Ok(generic_xml(product, &sent_at).into_bytes()),
-        // NOTE: an Avro sample needs a datum encoded for the product's schema
-        // (or a schema-registry id), which is not built yet.
-        ContentType::Avro => Err(SampleError::Avro),
+        // NOTE: the sample is a raw datum. A deployment that validates Avro
+        // against a schema registry expects the registry's header, which a
+        // test event does not carry.
+        ContentType::Avro => {
+            let schema = product
+                .schema
+                .as_deref()
+                .ok_or(SampleError::AvroWithoutSchema)?;
+            crate::sample_avro::datum(schema, now).map_err(SampleError::Avro)
+        }
     }
 }
 
@@ -214,6 +221,7 @@ fn number_sample(object: &Map<String, Value>, integer: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookline_core::formats::CompiledSchema;
     use hookline_core::ContentType;
 
     fn product(content_type: ContentType, schema: Option<&str>) -> Product {
@@ -272,11 +280,24 @@ mod tests {
     }
 
     #[test]
-    fn avro_sample_is_unsupported() {
+    fn avro_sample_without_schema_is_rejected() {
         let result = payload(
             &product(ContentType::Avro, None),
             OffsetDateTime::UNIX_EPOCH,
         );
-        assert_eq!(result, Err(SampleError::Avro));
+        assert_eq!(result, Err(SampleError::AvroWithoutSchema));
+    }
+
+    #[test]
+    fn avro_sample_decodes_with_product_schema() {
+        let schema =
+            r#"{"type": "record", "name": "Ping", "fields": [{"name": "id", "type": "string"}]}"#;
+        let bytes = payload(
+            &product(ContentType::Avro, Some(schema)),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let compiled = CompiledSchema::compile(ContentType::Avro, schema).unwrap();
+        assert!(compiled.check(&bytes).is_ok());
     }
 }

@@ -1,68 +1,72 @@
-//! In-process limit on failed password checks per email: after
-//! [`MAX_FAILURES`] failures within [`WINDOW`], further attempts for that
-//! email are rejected until the oldest failure leaves the window.
+//! In-process limit on password checks per email, the [`SignInLimiter`] of
+//! the embedded mode: after [`SIGN_IN_MAX_FAILURES`] counted checks within
+//! [`SIGN_IN_WINDOW`], further attempts for that email are rejected until
+//! the oldest one leaves the window.
 //!
-//! The counts live in this process only, so with several `hookline api`
-//! replicas an attacker gets up to that many attempts per replica.
+//! The counts live in this process only. The distributed mode counts in
+//! Redis instead, so that all `hookline api` replicas share one limit.
 
+use async_trait::async_trait;
+use hookline_core::limit::LimitError;
+use hookline_core::portal::{SignInLimiter, SIGN_IN_MAX_FAILURES, SIGN_IN_WINDOW};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Failed attempts allowed per email within [`WINDOW`].
-pub(crate) const MAX_FAILURES: usize = 5;
-/// The sliding window of [`MAX_FAILURES`].
-pub(crate) const WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Emails tracked at most; past that, entries whose failures all left the
+/// Emails tracked at most; past that, entries whose attempts all left the
 /// window are dropped.
 const MAX_TRACKED: usize = 100_000;
 
-/// Failure times per lowercased email.
+/// Times of counted password checks per lowercased email.
 #[derive(Debug, Default)]
 pub(crate) struct SignInThrottle {
     /// Never held across an await.
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    attempts: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl SignInThrottle {
-    /// Returns how long `email` must wait before its next attempt, or
-    /// `None` when it may try now.
-    pub(crate) fn blocked_for(&self, email: &str, now: Instant) -> Option<Duration> {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let times = failures.get_mut(email)?;
-        prune(times, now);
-        if times.len() < MAX_FAILURES {
-            return None;
-        }
-        let oldest = *times.front()?;
-        Some(WINDOW.saturating_sub(now.duration_since(oldest)))
-    }
-
-    /// Records a failed password check for `email`.
-    pub(crate) fn record_failure(&self, email: &str, now: Instant) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_TRACKED {
-            failures.retain(|_, times| {
+    /// Counts a password check of `email` at `now`, as
+    /// [`SignInLimiter::begin_attempt`] describes.
+    pub(crate) fn begin_attempt_at(&self, email: &str, now: Instant) -> Option<Duration> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if attempts.len() >= MAX_TRACKED {
+            attempts.retain(|_, times| {
                 prune(times, now);
                 !times.is_empty()
             });
         }
-        let times = failures.entry(email.to_owned()).or_default();
+        let times = attempts.entry(email.to_owned()).or_default();
         prune(times, now);
+        if times.len() >= SIGN_IN_MAX_FAILURES as usize {
+            let oldest = *times.front()?;
+            return Some(SIGN_IN_WINDOW.saturating_sub(now.duration_since(oldest)));
+        }
         times.push_back(now);
+        None
     }
 
-    /// Forgets the failures of `email` after a successful sign-in.
-    pub(crate) fn clear(&self, email: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(email);
+    fn forget(&self, email: &str) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        attempts.remove(email);
+    }
+}
+
+#[async_trait]
+impl SignInLimiter for SignInThrottle {
+    async fn begin_attempt(&self, email: &str) -> Result<Option<Duration>, LimitError> {
+        Ok(self.begin_attempt_at(email, Instant::now()))
+    }
+
+    async fn clear(&self, email: &str) -> Result<(), LimitError> {
+        self.forget(email);
+        Ok(())
     }
 }
 
 fn prune(times: &mut VecDeque<Instant>, now: Instant) {
     while times
         .front()
-        .is_some_and(|first| now.duration_since(*first) >= WINDOW)
+        .is_some_and(|first| now.duration_since(*first) >= SIGN_IN_WINDOW)
     {
         times.pop_front();
     }
@@ -77,39 +81,58 @@ pub(crate) fn minutes(wait: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    const MAX: usize = SIGN_IN_MAX_FAILURES as usize;
+
     #[test]
     fn sixth_attempt_is_blocked() {
         let throttle = SignInThrottle::default();
         let start = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            assert_eq!(throttle.blocked_for("a@example.com", start), None);
-            throttle.record_failure("a@example.com", start);
+        for _ in 0..MAX {
+            assert_eq!(throttle.begin_attempt_at("a@example.com", start), None);
         }
-        let wait = throttle.blocked_for("a@example.com", start);
-        assert_eq!(wait, Some(WINDOW));
-        assert_eq!(throttle.blocked_for("b@example.com", start), None);
+        let wait = throttle.begin_attempt_at("a@example.com", start);
+        assert_eq!(wait, Some(SIGN_IN_WINDOW));
+        assert_eq!(throttle.begin_attempt_at("b@example.com", start), None);
     }
 
     #[test]
-    fn failures_expire_after_window() {
+    fn blocked_attempt_is_not_counted() {
         let throttle = SignInThrottle::default();
         let start = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            throttle.record_failure("a@example.com", start);
+        for _ in 0..MAX {
+            throttle.begin_attempt_at("a@example.com", start);
         }
-        let later = start + WINDOW;
-        assert_eq!(throttle.blocked_for("a@example.com", later), None);
+        let later = start + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(throttle.begin_attempt_at("a@example.com", later).is_some());
+        }
+        let after_window = start + SIGN_IN_WINDOW;
+        assert_eq!(
+            throttle.begin_attempt_at("a@example.com", after_window),
+            None
+        );
     }
 
     #[test]
-    fn success_clears_failures() {
+    fn attempts_expire_after_window() {
         let throttle = SignInThrottle::default();
         let start = Instant::now();
-        for _ in 0..MAX_FAILURES {
-            throttle.record_failure("a@example.com", start);
+        for _ in 0..MAX {
+            throttle.begin_attempt_at("a@example.com", start);
         }
-        throttle.clear("a@example.com");
-        assert_eq!(throttle.blocked_for("a@example.com", start), None);
+        let later = start + SIGN_IN_WINDOW;
+        assert_eq!(throttle.begin_attempt_at("a@example.com", later), None);
+    }
+
+    #[tokio::test]
+    async fn clear_forgets_attempts() {
+        let throttle = SignInThrottle::default();
+        let start = Instant::now();
+        for _ in 0..MAX {
+            throttle.begin_attempt_at("a@example.com", start);
+        }
+        throttle.clear("a@example.com").await.unwrap();
+        assert_eq!(throttle.begin_attempt_at("a@example.com", start), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod migration_3;
 mod migration_4;
 mod migration_5;
 mod migration_6;
+mod migration_7;
 mod retention;
 mod schema;
 mod store;

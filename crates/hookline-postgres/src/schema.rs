@@ -8,6 +8,7 @@ use crate::migration_3::VERSION_3;
 use crate::migration_4::VERSION_4;
 use crate::migration_5::VERSION_5;
 use crate::migration_6::VERSION_6;
+use crate::migration_7::VERSION_7;
 use hookline_core::store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
@@ -23,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, VERSION_4),
     (5, VERSION_5),
     (6, VERSION_6),
+    (7, VERSION_7),
 ];
 
 /// Key of the transaction-level advisory lock that serializes migrations and

@@ -427,3 +427,76 @@ async fn deliveries_pages_by_state() {
         "skips the delivered one"
     );
 }
+
+#[tokio::test]
+async fn delivered_delivery_is_replayed_as_new_delivery() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let task = insert_enqueued(&fixture, "order-1", br#"{"total":10}"#).await;
+    let id = &task.delivery_id;
+
+    assert!(
+        store.replay(id).await.unwrap().is_none(),
+        "pending delivery is not replayed"
+    );
+    store
+        .record_outcomes(&[AttemptOutcome {
+            attempt: attempt(id, 1, AttemptResult::Response { status: 204 }),
+            update: DeliveryUpdate::Delivered,
+        }])
+        .await
+        .unwrap();
+
+    let replay = store
+        .replay(id)
+        .await
+        .unwrap()
+        .expect("delivered delivery is replayed");
+    assert_ne!(&replay.delivery_id, id);
+    assert_ne!(replay.webhook_id, task.webhook_id);
+    assert_eq!(replay.event_id, task.event_id);
+    assert_eq!(replay.application_id, task.application_id);
+    assert_eq!(replay.payload, task.payload);
+    assert_eq!(replay.idempotency_key, task.idempotency_key);
+    assert_eq!(replay.attempts_made, 0);
+
+    let original = store.delivery(id).await.unwrap().expect("original exists");
+    assert_eq!(original.state, DeliveryState::Delivered);
+    assert_eq!(original.attempts.len(), 1);
+    assert_eq!(original.webhook_id, task.webhook_id);
+    assert_eq!(original.replay_of, None);
+
+    let record = store
+        .delivery(&replay.delivery_id)
+        .await
+        .unwrap()
+        .expect("replay exists");
+    assert_eq!(record.state, DeliveryState::Pending);
+    assert!(record.attempts.is_empty());
+    assert_eq!(record.webhook_id, replay.webhook_id);
+    assert_eq!(record.replay_of.as_ref(), Some(id));
+
+    let listed = store
+        .deliveries(
+            &task.application_id,
+            &DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, replay.delivery_id, "replay is listed first");
+
+    let pending = store
+        .application_tasks(&task.application_id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].webhook_id, replay.webhook_id);
+    assert!(
+        store.replay(&replay.delivery_id).await.unwrap().is_none(),
+        "pending replay is not replayed again"
+    );
+}

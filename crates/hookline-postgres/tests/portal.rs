@@ -93,6 +93,27 @@ async fn password_hash_changes_only_existing_accounts() {
 }
 
 #[tokio::test]
+async fn role_changes_only_existing_accounts() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    store
+        .create_account(&account("acc_1", "a@example.com"))
+        .await
+        .unwrap();
+    assert!(store.set_role("acc_1", Role::Provider).await.unwrap());
+    let read = store.account("acc_1").await.unwrap().unwrap();
+    assert_eq!(read.role, Role::Provider);
+    assert!(store.set_role("acc_1", Role::Consumer).await.unwrap());
+    let read = store
+        .account_by_email("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.role, Role::Consumer);
+    assert!(!store.set_role("acc_missing", Role::Provider).await.unwrap());
+}
+
+#[tokio::test]
 async fn session_expires_and_is_deleted() {
     let fixture = fixture().await;
     let store = fixture.backend.store();

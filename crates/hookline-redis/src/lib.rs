@@ -1,7 +1,8 @@
 //! Redis-backed state that Hookline replicas share: the record of
 //! idempotency keys ([`RedisDeduplicator`]), "applications changed"
-//! notifications ([`InvalidationBus`], [`SharedDirectory`]) and the
-//! per-application rate-limit counters ([`RedisRateLimiter`]).
+//! notifications ([`InvalidationBus`], [`SharedDirectory`]), the
+//! per-application rate-limit counters ([`RedisRateLimiter`]) and the
+//! portal's count of password checks per email ([`RedisSignInLimiter`]).
 //!
 //! One [`RedisClient`] serves all of them. Each command waits at most
 //! [`RedisSettings::command_timeout`], so a dead Redis makes a call fail
@@ -28,9 +29,11 @@
 //! # Commands and Infinispan compatibility
 //!
 //! The crate sends only `PING`, `MGET`, `SET key value NX PX ms` (several in
-//! one pipeline, without `MULTI`), `PUBLISH`, `SUBSCRIBE`, and `EVALSHA`
-//! and `EVAL` for the rate limiter's Lua script (which calls `TIME`, `HGET`,
-//! `HSET`, `HINCRBY` and `PEXPIRE`). It uses no transactions. What
+//! one pipeline, without `MULTI`), `PUBLISH`, `SUBSCRIBE`, `DEL`, and
+//! `EVALSHA` and `EVAL` for the rate limiter's Lua script (which calls
+//! `TIME`, `HGET`, `HSET`, `HINCRBY` and `PEXPIRE`) and the sign-in
+//! limiter's (which calls `TIME`, `ZREMRANGEBYSCORE`, `ZCARD`, `ZRANGE`,
+//! `ZADD` and `PEXPIRE`). It uses no transactions. What
 //! Infinispan's RESP endpoint serves:
 //!
 //! - `GET`, `SET`, `MGET`, `PING`, `PUBLISH` and `SUBSCRIBE` are in the
@@ -51,6 +54,8 @@
 //!   (relaxed isolation), so an `MGET` may see part of a concurrent write.
 //!   The state store stays the authority on duplicates, so that is harmless.
 //! - The 14.0 guide calls the RESP endpoint experimental.
+//! - The sign-in limiter's script uses sorted sets (`ZADD` and related
+//!   commands). Whether Infinispan runs them inside `EVAL` was not checked.
 //!
 //! NOTE: these findings come from Infinispan's documentation and source. The
 //! tests run against Redis only, never against Infinispan.
@@ -60,9 +65,11 @@ mod client;
 mod dedup;
 mod directory;
 mod limiter;
+mod signin;
 
 pub use bus::InvalidationBus;
 pub use client::{RedisClient, RedisError, RedisSettings};
 pub use dedup::RedisDeduplicator;
 pub use directory::SharedDirectory;
 pub use limiter::RedisRateLimiter;
+pub use signin::RedisSignInLimiter;

@@ -16,6 +16,7 @@ mod migration_3;
 mod migration_4;
 mod migration_5;
 mod migration_6;
+mod migration_7;
 mod queue;
 mod schema;
 mod secret_key;

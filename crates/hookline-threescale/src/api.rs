@@ -7,6 +7,10 @@
 //!   page is read; without `metadata`, a short page is the last one.
 //! - `GET /admin/api/services/S/application_plans.json` returns
 //!   `{"plans": [{"application_plan": {"id", "system_name", ...}}]}`.
+//! - `GET /admin/api/services/S/metrics.json` returns
+//!   `{"metrics": [{"metric": {"id", "name", "system_name", ...}}]}`.
+//! - `GET /admin/api/application_plans/P/limits.json` returns
+//!   `{"limits": [{"limit": {"id", "period", "value", "metric_id", ...}}]}`.
 //!
 //! Both authenticate with the `access_token` query parameter.
 
@@ -73,6 +77,43 @@ struct PlanFields {
     system_name: Option<String>,
 }
 
+#[derive(Deserialize)]
+struct MetricsPage {
+    metrics: Vec<MetricEnvelope>,
+}
+
+#[derive(Deserialize)]
+struct MetricEnvelope {
+    metric: MetricFields,
+}
+
+#[derive(Deserialize)]
+struct MetricFields {
+    id: u64,
+    name: Option<String>,
+    system_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LimitsPage {
+    limits: Vec<LimitEnvelope>,
+}
+
+#[derive(Deserialize)]
+struct LimitEnvelope {
+    limit: PlanLimitFields,
+}
+
+/// One usage limit of an application plan: at most `value` units of the
+/// metric per `period` (`minute`, `hour`, `day`, `week`, `month`, `year`
+/// or `eternity`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct PlanLimitFields {
+    pub(crate) metric_id: u64,
+    pub(crate) period: String,
+    pub(crate) value: u64,
+}
+
 /// A client of one 3scale Admin Portal.
 pub(crate) struct AdminApi {
     client: reqwest::Client,
@@ -131,6 +172,34 @@ impl AdminApi {
             })
             .collect();
         Ok(names)
+    }
+
+    /// Returns the id of the metric of `service` whose `system_name`, or
+    /// else `name`, is `metric`.
+    pub(crate) async fn metric_id(
+        &self,
+        service: u64,
+        metric: &str,
+    ) -> Result<Option<u64>, FetchError> {
+        let path = format!("admin/api/services/{service}/metrics.json");
+        let body: MetricsPage = self.get(&path, &[]).await?;
+        let metrics: Vec<MetricFields> = body.metrics.into_iter().map(|m| m.metric).collect();
+        let by_system_name = metrics
+            .iter()
+            .find(|fields| fields.system_name.as_deref() == Some(metric));
+        let by_name = || {
+            metrics
+                .iter()
+                .find(|fields| fields.name.as_deref() == Some(metric))
+        };
+        Ok(by_system_name.or_else(by_name).map(|fields| fields.id))
+    }
+
+    /// Reads the usage limits of application plan `plan`, for every metric.
+    pub(crate) async fn plan_limits(&self, plan: u64) -> Result<Vec<PlanLimitFields>, FetchError> {
+        let path = format!("admin/api/application_plans/{plan}/limits.json");
+        let body: LimitsPage = self.get(&path, &[]).await?;
+        Ok(body.limits.into_iter().map(|l| l.limit).collect())
     }
 
     async fn get<T: serde::de::DeserializeOwned>(

@@ -121,7 +121,7 @@ impl ThreescaleDirectory {
                 Err((id, reason)) => self.warn_skipped(service, id, reason),
             }
         }
-        let limits = self.plan_limits(&parsed).await?;
+        let limits = self.plan_limits(service, &parsed).await?;
         for application in &parsed {
             self.write_row(application, &product).await?;
         }
@@ -134,12 +134,17 @@ impl ThreescaleDirectory {
         Ok(build_snapshot(parsed, &limits))
     }
 
-    /// Reads the rate limit of each Hookline plan the applications use.
+    /// Reads the rate limit of each plan the applications use: the Hookline
+    /// plan's, or for a plan that Hookline does not have, the limit that
+    /// 3scale sets on `directory.usage_metric` in the application plan.
     async fn plan_limits(
         &self,
+        service: u64,
         applications: &[ParsedApplication],
-    ) -> Result<HashMap<String, Option<PlanLimit>>, StoreError> {
+    ) -> Result<HashMap<String, Option<PlanLimit>>, LoadError> {
         let mut limits = HashMap::new();
+        // Read once per load, and only when some plan needs it.
+        let mut metric_id: Option<Option<u64>> = None;
         for application in applications {
             if limits.contains_key(&application.plan) {
                 continue;
@@ -147,16 +152,52 @@ impl ThreescaleDirectory {
             let limit = match self.store.plan(&application.plan).await? {
                 Some(plan) => plan.rate_limit(),
                 None => {
-                    let key = format!("plan:{}", application.plan);
-                    if self.first_warning(&key) {
-                        tracing::warn!(plan = %application.plan, "A 3scale application plan maps to no Hookline plan; sending without a rate limit (set directory.plans)");
-                    }
-                    None
+                    let metric_id = match metric_id {
+                        Some(known) => known,
+                        None => {
+                            let metric = &self.settings.usage_metric;
+                            let found = self.api.metric_id(service, metric).await?;
+                            *metric_id.insert(found)
+                        }
+                    };
+                    self.threescale_limit(service, application, metric_id)
+                        .await?
                 }
             };
             limits.insert(application.plan.clone(), limit);
         }
         Ok(limits)
+    }
+
+    /// Reads the limit of `application`'s 3scale plan on the usage metric
+    /// `metric_id`, warning once per plan when there is none.
+    async fn threescale_limit(
+        &self,
+        service: u64,
+        application: &ParsedApplication,
+        metric_id: Option<u64>,
+    ) -> Result<Option<PlanLimit>, FetchError> {
+        let plan = &application.plan;
+        let metric = &self.settings.usage_metric;
+        let (Some(metric_id), Some(plan_id)) = (metric_id, application.plan_id) else {
+            if self.first_warning(&format!("plan:{plan}")) {
+                tracing::warn!(service, %plan, %metric, "A 3scale application plan maps to no Hookline plan and the service has no such metric (directory.usage_metric); sending without a rate limit (set directory.plans)");
+            }
+            return Ok(None);
+        };
+        let limits = self.api.plan_limits(plan_id).await?;
+        let limit = crate::limits::plan_limit(&limits, metric_id);
+        match limit {
+            Some(limit) => {
+                tracing::debug!(service, %plan, plan_id, limit = limit.limit, period = limit.period.as_str(), "Rate limit read from the 3scale application plan")
+            }
+            None => {
+                if self.first_warning(&format!("plan:{plan}")) {
+                    tracing::warn!(service, %plan, plan_id, %metric, "A 3scale application plan maps to no Hookline plan and has no minute, hour, day, week, month or year limit on the usage metric; sending without a rate limit");
+                }
+            }
+        }
+        Ok(limit)
     }
 
     /// Inserts or updates the application's row unless it is unchanged.

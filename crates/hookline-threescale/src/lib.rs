@@ -8,6 +8,11 @@
 //! secret's UTF-8 bytes, so a consumer verifies with
 //! `whsec_<base64 of the user_key>`.
 //!
+//! An application's plan is the Hookline plan that `directory.plans` maps
+//! its 3scale plan to. A 3scale plan without a Hookline plan of that name
+//! gets the limits that 3scale sets on the usage metric (default
+//! `webhook`) in the plan (module `limits`).
+//!
 //! Hookline ids are `app_3s{service}_{application}`, so the same 3scale
 //! application always has the same id. Lists are cached for
 //! `directory.cache_ttl`; while 3scale fails, the last good list is served
@@ -16,10 +21,13 @@
 mod api;
 mod cache;
 mod directory;
+mod limits;
 mod parse;
+mod report;
 mod settings;
 
 pub use api::FetchError;
 pub use directory::{ThreescaleDirectory, ThreescaleError};
 pub use parse::{application_id, parse_application_id};
+pub use report::{ReportCredentials, ReportSettings, ReportingEgress, FLUSH_INTERVAL};
 pub use settings::ThreescaleSettings;

@@ -23,6 +23,8 @@ pub(crate) struct ParsedApplication {
     /// The secret field's text, such as the `user_key`.
     pub(crate) secret_text: String,
     pub(crate) plan: String,
+    /// The 3scale application plan's id, when the application has one.
+    pub(crate) plan_id: Option<u64>,
 }
 
 /// The field whose absence keeps a 3scale application from receiving webhooks.
@@ -73,6 +75,7 @@ pub(crate) fn parse_application(
         webhook_url,
         secret_text,
         plan: plan_name(raw, settings, plan_names),
+        plan_id: raw.get("plan_id").and_then(Value::as_u64),
     })
 }
 

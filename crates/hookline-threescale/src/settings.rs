@@ -30,6 +30,9 @@ pub struct ThreescaleSettings {
     /// Hookline plan name of a 3scale application plan, keyed by the plan's
     /// `system_name`. A plan not listed keeps its `system_name`.
     pub plans: BTreeMap<String, String>,
+    /// The 3scale metric, by `system_name` or `name`, whose limits in an
+    /// application plan apply when the plan maps to no Hookline plan.
+    pub usage_metric: String,
 }
 
 impl ThreescaleSettings {
@@ -46,6 +49,7 @@ impl ThreescaleSettings {
             webhook_url_field: "webhook-url".into(),
             secret_field: "user_key".into(),
             plans: BTreeMap::new(),
+            usage_metric: "webhook".into(),
         }
     }
 

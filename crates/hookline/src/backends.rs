@@ -7,7 +7,7 @@ use hookline_api::ReadinessProbe;
 use hookline_core::dedup::{Deduplicator, StoreOnly};
 use hookline_core::directory::Directory;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
-use hookline_core::portal::PortalStore;
+use hookline_core::portal::{PortalStore, SignInLimiter};
 use hookline_core::queue::DeliveryQueue;
 use hookline_core::store::Store;
 use hookline_sqlite::SqliteBackend;
@@ -33,6 +33,9 @@ pub struct Backends {
     pub dedup: Arc<dyn Deduplicator>,
     /// Counts notifications against each application's plan limit.
     pub limiter: Arc<dyn RateLimiter>,
+    /// Counts portal password checks per email across replicas; `None`
+    /// counts them in each process.
+    pub sign_in_limiter: Option<Arc<dyn SignInLimiter>>,
     /// Backends besides store and queue that `/readyz` checks.
     pub probes: Vec<Arc<dyn ReadinessProbe>>,
     /// Deletes old delivery history; `None` where retention is not supported.
@@ -85,6 +88,7 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
         directory,
         dedup: Arc::new(StoreOnly),
         limiter: Arc::new(LocalRateLimiter::new()),
+        sign_in_limiter: None,
         probes: Vec::new(),
         history: None,
         background: Vec::new(),
@@ -109,6 +113,7 @@ impl Backends {
             directory,
             dedup,
             limiter: Arc::new(LocalRateLimiter::new()),
+            sign_in_limiter: None,
             probes: Vec::new(),
             history: None,
             background: Vec::new(),

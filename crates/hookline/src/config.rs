@@ -27,7 +27,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Keys whose value may come from a file named by `HOOKLINE_<KEY>_FILE`.
 /// The URLs are listed because they carry passwords.
-const SECRET_KEYS: [&str; 8] = [
+const SECRET_KEYS: [&str; 9] = [
     "api.admin_token",
     "api.ingest_token",
     "storage.url",
@@ -35,6 +35,7 @@ const SECRET_KEYS: [&str; 8] = [
     "redis.url",
     "gateway.token",
     "directory.access_token",
+    "directory.provider_key",
     "secrets.keys",
 ];
 
@@ -162,6 +163,21 @@ pub enum OnRedisFailure {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     pub max_payload_size: usize,
+    /// Ingest batches written at the same time by one process; 0 picks 1
+    /// on SQLite and 4 on PostgreSQL.
+    #[serde(default)]
+    pub batches_in_flight: usize,
+}
+
+impl IngestConfig {
+    /// Returns `batches_in_flight`, or the backend's default when it is 0.
+    pub fn batches_in_flight(&self, distributed: bool) -> usize {
+        match self.batches_in_flight {
+            0 if distributed => 4,
+            0 => 1,
+            set => set,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -325,6 +341,12 @@ impl Config {
         }
         if !copy.directory.access_token.is_empty() {
             copy.directory.access_token = "<redacted>".into();
+        }
+        if !copy.directory.provider_key.is_empty() {
+            copy.directory.provider_key = "<redacted>".into();
+        }
+        for token in copy.directory.service_tokens.values_mut() {
+            *token = "<redacted>".into();
         }
         for key in &mut copy.secrets.keys {
             let id = key.split(':').next().unwrap_or_default().to_owned();

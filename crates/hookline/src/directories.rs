@@ -51,5 +51,6 @@ fn threescale_settings(config: &DirectoryConfig) -> anyhow::Result<ThreescaleSet
     settings.webhook_url_field = config.webhook_url_field.clone();
     settings.secret_field = config.secret_field.clone();
     settings.plans = config.plans.clone();
+    settings.usage_metric = config.usage_metric.clone();
     Ok(settings)
 }

@@ -16,7 +16,7 @@ use hookline_postgres::PgBackend;
 use hookline_rabbitmq::{AmqpQueue, AmqpSettings};
 use hookline_redis::{
     InvalidationBus, RedisClient, RedisDeduplicator, RedisRateLimiter, RedisSettings,
-    SharedDirectory,
+    RedisSignInLimiter, SharedDirectory,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +121,7 @@ async fn with_redis(
     if config.limits.use_redis {
         backends.limiter = Arc::new(RedisRateLimiter::new(client.clone()));
     }
+    backends.sign_in_limiter = Some(Arc::new(RedisSignInLimiter::new(client.clone())));
     backends.background.push(Box::new(move |tasks, shutdown| {
         let handle = shared.subscribe(shutdown);
         tasks.spawn(async move {

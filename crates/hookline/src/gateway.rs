@@ -5,7 +5,7 @@
 //! configured directory. It serves the gateway on `gateway.listen` and
 //! `/healthz`, `/readyz` and `/metrics` on `api.listen`.
 
-use crate::config::Config;
+use crate::config::{Config, DirectoryKind};
 use anyhow::{bail, Context};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use hookline_core::directory::Directory;
+use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::portal::PortalStore;
 use hookline_core::store::Store;
 use hookline_core::webhook_url::AddressPolicy;
@@ -20,7 +21,10 @@ use hookline_delivery::{
     build_client, ClientSettings, Egress, GatewayEgress, GatewaySettings, HttpEgress,
 };
 use hookline_gateway::{BodyHmacSettings, Gateway};
-use hookline_redis::{InvalidationBus, RedisClient, RedisSettings, SharedDirectory};
+use hookline_redis::{
+    InvalidationBus, RedisClient, RedisRateLimiter, RedisSettings, SharedDirectory,
+};
+use hookline_threescale::{ReportCredentials, ReportSettings, ReportingEgress};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,8 +36,50 @@ use tokio_util::sync::CancellationToken;
 const GATEWAY_MARGIN: Duration = Duration::from_secs(5);
 
 /// Returns the egress of a dispatcher: through the gateway when
-/// `dispatcher.gateway_url` is set, else signing and sending in process.
+/// `dispatcher.gateway_url` is set, else signing and sending in process,
+/// and reporting to 3scale when `directory.report_url` is set.
 pub fn dispatcher_egress(
+    config: &Config,
+    client: reqwest::Client,
+    policy: &AddressPolicy,
+) -> anyhow::Result<Arc<dyn Egress>> {
+    let egress = base_egress(config, client, policy)?;
+    let directory = &config.directory;
+    let Some(report_url) = &directory.report_url else {
+        return Ok(egress);
+    };
+    if directory.kind != DirectoryKind::Threescale {
+        return Ok(egress);
+    }
+    let credentials = if directory.provider_key.is_empty() {
+        let tokens = directory
+            .services
+            .iter()
+            .filter_map(|(product, service)| {
+                let token = directory.service_tokens.get(product)?;
+                Some((*service, token.clone()))
+            })
+            .collect();
+        ReportCredentials::ServiceTokens(tokens)
+    } else {
+        ReportCredentials::ProviderKey(directory.provider_key.clone())
+    };
+    let settings = ReportSettings {
+        url: report_url.parse().context("invalid directory.report_url")?,
+        credentials,
+        metric: directory.usage_metric.clone(),
+        timeout: directory.request_timeout,
+    };
+    // NOTE: the reporting task is not awaited at shutdown, so hits of the
+    // last second before a stop may go unreported.
+    let (reporting, _task) = ReportingEgress::spawn(egress, settings)?;
+    tracing::info!(report_url = %report_url, metric = %directory.usage_metric, "Delivered notifications are reported to 3scale");
+    Ok(Arc::new(reporting))
+}
+
+/// Returns the egress that sends: through the gateway when
+/// `dispatcher.gateway_url` is set, else signing and sending in process.
+fn base_egress(
     config: &Config,
     client: reqwest::Client,
     policy: &AddressPolicy,
@@ -46,8 +92,10 @@ pub fn dispatcher_egress(
         url: url.parse().context("invalid dispatcher.gateway_url")?,
         token: config.gateway.token.clone(),
         timeout: config.delivery.timeout + GATEWAY_MARGIN,
+        counts_limits: config.gateway.count_limits,
     };
-    tracing::info!(gateway_url = %url, "Attempts are sent through the egress gateway");
+    let counts_limits = config.gateway.count_limits;
+    tracing::info!(gateway_url = %url, gateway_counts_limits = counts_limits, "Attempts are sent through the egress gateway");
     Ok(Arc::new(GatewayEgress::new(settings)?))
 }
 
@@ -77,7 +125,12 @@ pub async fn start(
         },
         max_body_size: config.ingest.max_payload_size,
     };
-    let gateway = Gateway::new(directory, egress, client, policy, settings);
+    let mut gateway = Gateway::new(directory, egress, client, policy, settings);
+    if config.gateway.count_limits {
+        gateway = gateway
+            .with_limiter(gateway_limiter(config)?)
+            .with_period_override(config.limits.period_override);
+    }
     let router = hookline_gateway::router(Arc::new(gateway));
 
     let listen = config.gateway.listen;
@@ -85,6 +138,29 @@ pub async fn start(
     tracing::info!(%address, "Egress gateway listening");
     let ops = ops_router(store, keep_open);
     serve(config.api.listen, "api.listen", ops, tasks, shutdown).await
+}
+
+/// Returns the limiter of a gateway with `gateway.count_limits`: in Redis
+/// when `redis.url` is set and `limits.use_redis` is true, else in this
+/// process, which is exact only while a single gateway serves the plan.
+fn gateway_limiter(config: &Config) -> anyhow::Result<Arc<dyn RateLimiter>> {
+    let url = config
+        .redis
+        .url
+        .as_ref()
+        .filter(|_| config.limits.use_redis);
+    let Some(url) = url else {
+        tracing::info!("The gateway counts rate limits in this process");
+        return Ok(Arc::new(LocalRateLimiter::new()));
+    };
+    let settings = RedisSettings {
+        url: url.clone(),
+        key_prefix: config.redis.key_prefix.clone(),
+        command_timeout: config.redis.command_timeout,
+    };
+    let client = RedisClient::connect_lazy(settings).context("invalid redis.url")?;
+    tracing::info!("The gateway counts rate limits in Redis");
+    Ok(Arc::new(RedisRateLimiter::new(client)))
 }
 
 /// Clears the directory's cache when another process publishes a change to

@@ -131,6 +131,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         queue,
         directory,
         limiter,
+        sign_in_limiter,
         probes,
         history,
         background,
@@ -191,6 +192,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             portal: portal.clone(),
             queue: queue.clone(),
             directory: directory.clone(),
+            sign_in_limiter: sign_in_limiter.clone(),
         };
         hookline_portal::router(backends, portal_settings(&config))
     });
@@ -200,7 +202,12 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             portal,
             queue,
             directory,
-            ingest: IngestBatcher::spawn(creator.clone()),
+            ingest: IngestBatcher::spawn_overlapping(
+                creator.clone(),
+                config
+                    .ingest
+                    .batches_in_flight(backends::is_distributed(&config)),
+            ),
             creator,
             address_policy: address_policy(&config),
             admin_token: admin_token.clone().into(),

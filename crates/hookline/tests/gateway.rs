@@ -8,8 +8,10 @@ use base64::Engine;
 use common::{order_event, Server, World};
 use hmac::{Hmac, Mac};
 use hookline_receiver::Verification;
-use serde_json::Value;
+use reqwest::Method;
+use serde_json::{json, Value};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 const GATEWAY_TOKEN: &str = "gateway-test-token";
 const USER_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
@@ -254,4 +256,238 @@ fn gateway_without_token_does_not_start() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("gateway.token must be set"), "{stderr}");
+}
+
+/// Length of a plan's window in the rate-limit test, through
+/// `limits.period_override`.
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Waits, if needed, until the current window of length `WINDOW` has at
+/// least `needed` left, and returns the end of that window. Windows are
+/// aligned to multiples of their length since the Unix epoch.
+async fn window_end_with_room(needed: Duration) -> OffsetDateTime {
+    let window_ms = WINDOW.as_millis() as i128;
+    let end_of = |at: OffsetDateTime| {
+        let millis = at.unix_timestamp_nanos() / 1_000_000;
+        let end = millis - millis.rem_euclid(window_ms) + window_ms;
+        OffsetDateTime::from_unix_timestamp_nanos(end * 1_000_000).unwrap()
+    };
+    let now = OffsetDateTime::now_utc();
+    let left = end_of(now) - now;
+    if left < needed {
+        let wait = Duration::try_from(left).unwrap_or_default() + Duration::from_millis(50);
+        tokio::time::sleep(wait).await;
+    }
+    end_of(OffsetDateTime::now_utc())
+}
+
+/// Sums one counter of the usage report of `application`.
+async fn usage_total(server: &Server, application: &str, counter: &str) -> u64 {
+    let path = format!("/api/v1/analytics/usage?application={application}");
+    let (status, body) = server.request(Method::GET, &path, None).await;
+    assert_eq!(status, 200, "usage: {body}");
+    body["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|bucket| bucket[counter].as_u64().unwrap())
+        .sum()
+}
+
+/// Polls the usage report until `counter` reaches `expected`, and returns the last total.
+async fn wait_usage(server: &Server, application: &str, counter: &str, expected: u64) -> u64 {
+    for _ in 0..100 {
+        let total = usage_total(server, application, counter).await;
+        if total >= expected {
+            return total;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    usage_total(server, application, counter).await
+}
+
+async fn gateway_metrics(gateway: &Server) -> String {
+    reqwest::get(format!("{}/metrics", gateway.api))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_rate_limit_defers_without_attempts() {
+    let world = World::new().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gateway_url = format!("http://{listen}");
+    let shared = [
+        ("HOOKLINE_GATEWAY__TOKEN", GATEWAY_TOKEN),
+        ("HOOKLINE_GATEWAY__COUNT_LIMITS", "true"),
+        ("HOOKLINE_LIMITS__PERIOD_OVERRIDE", "10s"),
+    ];
+    let mut serve_env = vec![("HOOKLINE_DISPATCHER__GATEWAY_URL", gateway_url.as_str())];
+    serve_env.extend_from_slice(&shared);
+    let server = world.serve(&serve_env).await;
+    let mut gateway_env = vec![("HOOKLINE_GATEWAY__LISTEN", listen.as_str())];
+    gateway_env.extend_from_slice(&shared);
+    let gateway = world.start("gateway", &gateway_env).await;
+
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    let plan = json!({"name": "tiny", "limit": 3, "period": "hour", "over_limit": "defer"});
+    let (status, body) = server
+        .request(Method::POST, "/api/v1/plans", Some(plan))
+        .await;
+    assert_eq!(status, 201, "create plan: {body}");
+    let application = server
+        .create_application(&world.receiver, "order-created", "limited")
+        .await;
+    let (status, body) = server
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/applications/{application}"),
+            Some(json!({"plan": "tiny"})),
+        )
+        .await;
+    assert_eq!(status, 200, "move to the tiny plan: {body}");
+
+    let end = window_end_with_room(Duration::from_secs(7)).await;
+    for n in 0..5 {
+        let key = format!("limited-{n}");
+        let (status, body) = server
+            .ingest("order-created", Some(&key), &order_event(&key))
+            .await;
+        assert_eq!(status, 202, "ingest: {body}");
+    }
+    let until_end = Duration::try_from(end - OffsetDateTime::now_utc()).unwrap_or_default();
+    tokio::time::sleep(until_end).await;
+    let within = world
+        .receiver
+        .deliveries("limited")
+        .iter()
+        .filter(|r| r.received_at < end)
+        .count();
+    assert_eq!(within, 3, "the plan allows 3 per window");
+
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 5, WINDOW + Duration::from_secs(5))
+        .await;
+    assert!(arrived, "got {:?}", world.receiver.stats());
+    let received = world.receiver.deliveries("limited");
+    assert_eq!(received.len(), 5, "each event arrives once");
+    let late = received.iter().filter(|r| r.received_at >= end).count();
+    assert_eq!(late, 2, "the 2 over the limit arrive after the window");
+
+    let deliveries = server
+        .wait_deliveries(&application, Duration::from_secs(5), |list| {
+            list.len() == 5 && list.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+    for delivery in &deliveries {
+        assert_eq!(delivery["state"], "delivered");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(
+            attempts.len(),
+            1,
+            "a deferral is not an attempt: {delivery}"
+        );
+        assert_eq!(attempts[0]["status_code"], 204);
+    }
+    assert_eq!(wait_usage(&server, &application, "throttled", 2).await, 2);
+    assert_eq!(wait_usage(&server, &application, "delivered", 5).await, 5);
+    assert_eq!(
+        usage_total(&server, &application, "failed_attempts").await,
+        0
+    );
+
+    let metrics = gateway_metrics(&gateway).await;
+    assert!(
+        metrics.contains(r#"hookline_gateway_attempts_total{outcome="rate_limited"} 2"#),
+        "the gateway rejected the two over the limit:\n{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"hookline_gateway_attempts_total{outcome="sent"} 5"#),
+        "the gateway sent all five:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_outage_uses_no_retries() {
+    let world = World::new().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let gateway_url = format!("http://{listen}");
+    let server = world
+        .serve(&[
+            ("HOOKLINE_DISPATCHER__GATEWAY_URL", gateway_url.as_str()),
+            ("HOOKLINE_GATEWAY__TOKEN", GATEWAY_TOKEN),
+        ])
+        .await;
+    let gateway_env = [
+        ("HOOKLINE_GATEWAY__LISTEN", listen.as_str()),
+        ("HOOKLINE_GATEWAY__TOKEN", GATEWAY_TOKEN),
+    ];
+    let gateway = world.start("gateway", &gateway_env).await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    let application = server
+        .create_application(&world.receiver, "order-created", "alpha")
+        .await;
+
+    let (status, body) = server
+        .ingest("order-created", Some("before"), &order_event("before"))
+        .await;
+    assert_eq!(status, 202, "ingest: {body}");
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 1, Duration::from_secs(10))
+        .await;
+    assert!(arrived, "delivered while the gateway runs");
+
+    gateway.kill();
+    let (status, body) = server
+        .ingest("order-created", Some("during"), &order_event("during"))
+        .await;
+    assert_eq!(status, 202, "ingest: {body}");
+    // Long enough for the dispatcher to find the gateway down more than once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pending = server.deliveries(&application).await;
+    let during = pending
+        .iter()
+        .find(|d| d["state"] != "delivered")
+        .expect("the delivery made during the outage is pending");
+    assert_eq!(
+        during["attempts"].as_array().unwrap().len(),
+        0,
+        "nothing was sent, so no attempt is recorded: {during}"
+    );
+    assert_eq!(
+        world.receiver.stats().total,
+        1,
+        "nothing was sent meanwhile"
+    );
+
+    let _gateway = world.start("gateway", &gateway_env).await;
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 2, Duration::from_secs(15))
+        .await;
+    assert!(arrived, "delivered after the gateway is back");
+    let deliveries = server
+        .wait_deliveries(&application, Duration::from_secs(5), |list| {
+            list.len() == 2 && list.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+    for delivery in &deliveries {
+        assert_eq!(delivery["state"], "delivered");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "the outage used no retry: {delivery}");
+        assert_eq!(attempts[0]["status_code"], 204);
+    }
+    assert_eq!(
+        usage_total(&server, &application, "failed_attempts").await,
+        0
+    );
 }

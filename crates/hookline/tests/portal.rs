@@ -123,6 +123,17 @@ impl Browser {
         assert_eq!(page.status, 303, "sign-up of {email}: {}", page.body);
     }
 
+    async fn sign_in(&mut self, email: &str) {
+        let page = self
+            .submit(
+                "/portal/signin",
+                "/portal/signin",
+                &[("email", email), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(page.status, 303, "sign-in of {email}: {}", page.body);
+    }
+
     /// Subscribes an endpoint of the receiver; returns the application id.
     async fn subscribe(&mut self, name: &str, webhook_url: &str) -> String {
         let page = self
@@ -325,6 +336,54 @@ async fn sixth_wrong_password_is_rate_limited() {
 
     let mut other = Browser::new(&server.api);
     other.sign_up("unlimited@example.com").await;
+}
+
+/// Submits the sign-in form with a wrong password and returns the page.
+async fn wrong_sign_in(browser: &mut Browser, email: &str) -> Page {
+    browser
+        .submit(
+            "/portal/signin",
+            "/portal/signin",
+            &[("email", email), ("password", "wrong-password")],
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_limit_spans_replicas() {
+    let world = World::with_backend(Backend::Distributed).await;
+    let first = world.start("api", &[]).await;
+    let second = world.start("api", &[]).await;
+    let mut owner = Browser::new(&first.api);
+    owner.sign_up("shared@example.com").await;
+
+    let mut attackers = [Browser::new(&first.api), Browser::new(&second.api)];
+    for attempt in 0..5 {
+        let attacker = &mut attackers[attempt % 2];
+        let page = wrong_sign_in(attacker, "shared@example.com").await;
+        assert_eq!(page.status, 401, "attempt {} of 5", attempt + 1);
+    }
+    for (replica, attacker) in attackers.iter_mut().enumerate() {
+        let page = wrong_sign_in(attacker, "shared@example.com").await;
+        assert_eq!(
+            page.status, 429,
+            "replica {replica} allowed a sixth attempt"
+        );
+        assert!(page.body.contains("Too many failed sign-in attempts"));
+    }
+    let right = attackers[1]
+        .submit(
+            "/portal/signin",
+            "/portal/signin",
+            &[("email", "shared@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(right.status, 429, "the right password is also refused now");
+
+    let mut other = Browser::new(&second.api);
+    other.sign_up("unlimited@example.com").await;
+    let mut other_again = Browser::new(&first.api);
+    other_again.sign_in("unlimited@example.com").await;
 }
 
 /// Returns the directory that keeps test artifacts: `target/` of the workspace.
@@ -532,5 +591,227 @@ async fn paused_application_gets_kept_events_on_resume() {
     assert!(
         delivered,
         "the kept test event was not delivered after resume"
+    );
+}
+
+/// Polls the admin API until the application has `count` deliveries, none of
+/// them pending, and returns them newest first.
+async fn settled_deliveries(
+    server: &common::Server,
+    application: &str,
+    count: usize,
+) -> Vec<Value> {
+    let path = format!("/api/v1/applications/{application}/deliveries");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = server.request(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "list deliveries: {body}");
+        let deliveries = body.as_array().unwrap().clone();
+        let settled = deliveries.len() == count
+            && deliveries
+                .iter()
+                .all(|delivery| delivery["state"] != "pending");
+        if settled {
+            return deliveries;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{application} did not settle with {count} deliveries: {body}\nserver log:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+both_backends!(delivered_delivery_is_replayed);
+
+async fn delivered_delivery_is_replayed(backend: Backend) {
+    let world = World::with_backend(backend).await;
+    let server = world.serve(&[]).await;
+    create_product(&server).await;
+    let mut browser = Browser::new(&server.api);
+    browser.sign_up("replay@example.com").await;
+    let id = browser
+        .subscribe("Replay app", &world.receiver.endpoint_url("replay"))
+        .await;
+    let app = format!("/portal/apps/{id}");
+    let sent = browser
+        .submit(&app, &format!("{app}/test-event"), &[])
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let first = settled_deliveries(&server, &id, 1).await;
+    assert_eq!(first[0]["state"], "delivered");
+    let original = first[0]["id"].as_str().unwrap().to_owned();
+    let original_webhook_id = first[0]["webhook_id"].as_str().unwrap().to_owned();
+
+    let (status, replay) = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/deliveries/{original}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "replay through the admin API: {replay}");
+    assert_eq!(replay["replay_of"], original.as_str());
+    assert_eq!(replay["state"], "pending");
+    assert_ne!(replay["id"], original.as_str());
+    assert_ne!(replay["webhook_id"], original_webhook_id.as_str());
+
+    let page = browser.get(&app).await;
+    let action = format!("{app}/deliveries/{original}/replay");
+    assert!(
+        page.body.contains(&action),
+        "no replay form for the delivered delivery"
+    );
+    let replayed = browser.submit(&app, &action, &[]).await;
+    assert_eq!(replayed.status, 303, "{}", replayed.body);
+    assert_eq!(
+        replayed.location.as_deref(),
+        Some(format!("{app}?notice=replayed-new").as_str())
+    );
+    let forged = browser.post(&action, &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, 403, "replay with a forged CSRF token");
+
+    let arrived = world
+        .receiver
+        .wait_for_deliveries(
+            |records| records.iter().filter(|r| r.endpoint == "replay").count() >= 3,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(
+        arrived,
+        "the two replays did not reach the receiver\nserver log:\n{}",
+        server.log_text()
+    );
+    let received = world.receiver.deliveries("replay");
+    assert_eq!(received.len(), 3, "the forged replay was sent");
+    assert_eq!(received[0].webhook_id, original_webhook_id);
+    for replay in &received[1..] {
+        assert_eq!(replay.body, received[0].body, "a replay changed the body");
+        assert_ne!(replay.webhook_id, original_webhook_id);
+    }
+    assert_ne!(received[1].webhook_id, received[2].webhook_id);
+
+    let all = settled_deliveries(&server, &id, 3).await;
+    let kept = all.iter().find(|d| d["id"] == original.as_str()).unwrap();
+    assert_eq!(kept["state"], "delivered");
+    assert_eq!(kept["attempts"].as_array().unwrap().len(), 1);
+    let replays = all.iter().filter(|d| d["replay_of"] == original.as_str());
+    assert_eq!(replays.count(), 2);
+    assert!(all.iter().all(|d| d["state"] == "delivered"));
+
+    let (status, missing) = server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/deliveries/dlv_missing/replay",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{missing}");
+}
+
+both_backends!(provider_role_follows_configured_emails);
+
+async fn provider_role_follows_configured_emails(backend: Backend) {
+    let world = World::with_backend(backend).await;
+    let unlisted = world.serve(&[]).await;
+    let mut first = Browser::new(&unlisted.api);
+    first.sign_up("staff@example.com").await;
+    let page = first.get("/portal/provider").await;
+    assert_eq!(page.status, 404, "an unlisted account is a consumer");
+    unlisted.terminate();
+
+    let listed = world
+        .serve(&[("HOOKLINE_PORTAL__PROVIDER_EMAILS", "Staff@Example.com")])
+        .await;
+    let mut second = Browser::new(&listed.api);
+    second.sign_in("staff@example.com").await;
+    let page = second.get("/portal/provider").await;
+    assert_eq!(
+        page.status, 200,
+        "a listed account becomes provider at sign-in"
+    );
+    let page = second.get("/portal/account").await;
+    assert!(page.body.contains("API provider: sees every application"));
+    listed.terminate();
+
+    let removed = world.serve(&[]).await;
+    second.base = removed.api.clone();
+    let page = second.get("/portal/provider").await;
+    assert_eq!(
+        page.status, 200,
+        "the role changes at the next sign-in only"
+    );
+    let mut third = Browser::new(&removed.api);
+    third.sign_in("staff@example.com").await;
+    let page = third.get("/portal/provider").await;
+    assert_eq!(page.status, 404, "a removed account is a consumer again");
+    let page = second.get("/portal/provider").await;
+    assert_eq!(page.status, 404, "the older session lost the role too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_test_event_decodes_with_schema() {
+    let world = World::new().await;
+    let server = world.serve(&[]).await;
+    let schema = r#"{"type": "record", "name": "OrderCreated", "fields": [
+        {"name": "orderId", "type": "string"},
+        {"name": "amount", "type": "long"},
+        {"name": "placedAt", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+    ]}"#;
+    let body = json!({"name": "orders-avro", "topic": "orders-avro",
+        "content_type": "application/avro", "schema": schema, "validate": true});
+    let (status, body) = server
+        .request(reqwest::Method::POST, "/api/v1/products", Some(body))
+        .await;
+    assert_eq!(status, 201, "create product: {body}");
+
+    let mut browser = Browser::new(&server.api);
+    browser.sign_up("avro@example.com").await;
+    let page = browser
+        .submit(
+            "/portal/subscribe",
+            "/portal/subscribe",
+            &[
+                ("name", "Avro app"),
+                ("product", "orders-avro"),
+                ("plan", "paid"),
+                ("webhook_url", &world.receiver.endpoint_url("avro")),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 201, "subscribe: {}", page.body);
+    let start = page.body.find("/portal/apps/app_").unwrap() + 13;
+    let id: String = page.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let app = format!("/portal/apps/{id}");
+    let sent = browser
+        .submit(&app, &format!("{app}/test-event"), &[])
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(
+        sent.location.as_deref(),
+        Some(format!("{app}?notice=test-sent").as_str())
+    );
+
+    let arrived = world
+        .receiver
+        .wait_for_deliveries(
+            |records| records.iter().any(|r| r.endpoint == "avro"),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(arrived, "the Avro test event did not arrive");
+    let received = world.receiver.deliveries("avro");
+    let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+    let mut rest: &[u8] = &received[0].body;
+    let value = apache_avro::from_avro_datum(&parsed, &mut rest, None).unwrap();
+    assert!(rest.is_empty(), "bytes follow the datum");
+    assert!(
+        value.validate(&parsed),
+        "the datum does not match the schema"
     );
 }

@@ -1,7 +1,9 @@
 //! End to end through `hookline serve` with `directory.kind = "threescale"`:
 //! a fake 3scale Admin Portal on 127.0.0.1 serves the fixtures in
 //! `fixtures/threescale/service-42` (three pages), and can fail with 500s
-//! or stop responding to simulate an outage.
+//! or stop responding to simulate an outage. 3scale itself cannot run in
+//! these tests, so the fake serves the JSON shapes of 3scale's documented
+//! Account Management API.
 
 mod common;
 
@@ -15,10 +17,12 @@ use hookline_core::signing::SigningSecret;
 use hookline_receiver::Verification;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 const ACCESS_TOKEN: &str = "3scale-test-token";
+const SERVICE_TOKEN: &str = "3scale-service-token";
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../fixtures/threescale/service-42"
@@ -34,6 +38,9 @@ struct Fake {
     mode: AtomicU8,
     failures: AtomicU64,
     application_pages: AtomicU64,
+    limit_reads: AtomicU64,
+    /// Units of `usage[webhook]` reported through authrep, by `user_key`.
+    reported: Mutex<HashMap<String, u64>>,
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -45,6 +52,8 @@ async fn start_fake(receiver_url: String) -> (String, Arc<Fake>) {
         mode: AtomicU8::new(HEALTHY),
         failures: AtomicU64::new(0),
         application_pages: AtomicU64::new(0),
+        limit_reads: AtomicU64::new(0),
+        reported: Mutex::new(HashMap::new()),
     });
     let router = Router::new()
         .route("/admin/api/applications.json", get(applications))
@@ -52,6 +61,12 @@ async fn start_fake(receiver_url: String) -> (String, Arc<Fake>) {
             "/admin/api/services/{service}/application_plans.json",
             get(plans),
         )
+        .route("/admin/api/services/{service}/metrics.json", get(metrics))
+        .route(
+            "/admin/api/application_plans/{plan}/limits.json",
+            get(limits),
+        )
+        .route("/transactions/authrep.xml", get(authrep))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -110,8 +125,70 @@ async fn plans(
     fixture(&fake, "application_plans.json")
 }
 
+async fn metrics(
+    State(fake): State<Arc<Fake>>,
+    Path(service): Path<u64>,
+    Query(params): Params,
+) -> Response {
+    if let Some(refused) = gate(&fake, &params).await {
+        return refused;
+    }
+    if service != 42 {
+        return (StatusCode::NOT_FOUND, "{}").into_response();
+    }
+    fixture(&fake, "metrics.json")
+}
+
+async fn limits(
+    State(fake): State<Arc<Fake>>,
+    Path(plan): Path<u64>,
+    Query(params): Params,
+) -> Response {
+    if let Some(refused) = gate(&fake, &params).await {
+        return refused;
+    }
+    if plan != 601 {
+        return (StatusCode::NOT_FOUND, "{}").into_response();
+    }
+    fake.limit_reads.fetch_add(1, Ordering::SeqCst);
+    fixture(&fake, "limits.601.json")
+}
+
+/// Serves the Service Management API's authrep: checks the service token
+/// and service id, and adds the reported usage to the `user_key`'s total.
+async fn authrep(State(fake): State<Arc<Fake>>, Query(params): Params) -> Response {
+    if params.get("service_token").map(String::as_str) != Some(SERVICE_TOKEN) {
+        let body = r#"<error code="access_denied">service_token is invalid</error>"#;
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    if params.get("service_id").map(String::as_str) != Some("42") {
+        let body = r#"<error code="service_id_invalid">service id is invalid</error>"#;
+        return (StatusCode::FORBIDDEN, body).into_response();
+    }
+    let user_key = params.get("user_key").cloned().unwrap_or_default();
+    let units: u64 = match params.get("usage[webhook]").map(|value| value.parse()) {
+        Some(Ok(units)) => units,
+        _ => return (StatusCode::UNPROCESSABLE_ENTITY, "usage missing").into_response(),
+    };
+    *fake.reported.lock().unwrap().entry(user_key).or_default() += units;
+    let body = "<status><authorized>true</authorized><plan>Basic</plan></status>";
+    ([("content-type", "application/vnd.3scale-v2.0+xml")], body).into_response()
+}
+
 /// Writes the directory configuration and starts `hookline serve` with it.
 async fn serve_with_threescale(world: &World, admin_url: &str) -> Server {
+    let plans = r#"plans = { "basic" = "free", "unlimited" = "paid" }"#;
+    serve_with_directory(world, admin_url, plans, &[]).await
+}
+
+/// Starts `hookline serve` with the 3scale directory, the `directory.*`
+/// TOML lines `directory` (at least `plans`) and the `extra` variables.
+async fn serve_with_directory(
+    world: &World,
+    admin_url: &str,
+    directory: &str,
+    extra: &[(&str, &str)],
+) -> Server {
     let path = world.dir.path().join("threescale.toml");
     let config = format!(
         r#"[directory]
@@ -122,21 +199,24 @@ services = {{ "order-created" = 42 }}
 cache_ttl = "300ms"
 stale_for = "1h"
 request_timeout = "300ms"
-plans = {{ "basic" = "free", "unlimited" = "paid" }}
+{directory}
 "#
     );
     std::fs::write(&path, config).unwrap();
-    world
-        .serve(&[("HOOKLINE_CONFIG", path.to_str().unwrap())])
-        .await
+    let mut env = vec![("HOOKLINE_CONFIG", path.to_str().unwrap())];
+    env.extend_from_slice(extra);
+    world.serve(&env).await
 }
+
+const ACME_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const PAGE3_KEY: &str = "5f4dcc3b5aa765d61d8327deb882cf99";
 
 /// Registers the Standard Webhooks key of each live application (its
 /// `user_key`'s bytes) with the receiver.
 fn register_keys(world: &World) {
     let keys = [
-        ("acme", "a1b2c3d4e5f60718293a4b5c6d7e8f90"),
-        ("page3", "5f4dcc3b5aa765d61d8327deb882cf99"),
+        ("acme", ACME_KEY),
+        ("page3", PAGE3_KEY),
         ("suspended", "0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
         ("pending", "11223344556677889900aabbccddeeff"),
     ];
@@ -269,4 +349,130 @@ async fn outage_without_cached_list_rejects_for_retry() {
         .wait_for(|stats| stats.verified >= 2, Duration::from_secs(15))
         .await;
     assert!(arrived, "got {:?}", world.receiver.stats());
+}
+
+/// Length of a plan's window in the limit test, through
+/// `limits.period_override`.
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// Waits, if needed, until the current window of length `WINDOW` has at
+/// least `needed` left, and returns the end of that window. Windows are
+/// aligned to multiples of their length since the Unix epoch.
+async fn window_end_with_room(needed: Duration) -> OffsetDateTime {
+    let window_ms = WINDOW.as_millis() as i128;
+    let end_of = |at: OffsetDateTime| {
+        let millis = at.unix_timestamp_nanos() / 1_000_000;
+        let end = millis - millis.rem_euclid(window_ms) + window_ms;
+        OffsetDateTime::from_unix_timestamp_nanos(end * 1_000_000).unwrap()
+    };
+    let now = OffsetDateTime::now_utc();
+    let left = end_of(now) - now;
+    if left < needed {
+        let wait = Duration::try_from(left).unwrap_or_default() + Duration::from_millis(50);
+        tokio::time::sleep(wait).await;
+    }
+    end_of(OffsetDateTime::now_utc())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmapped_plan_gets_threescale_limit() {
+    let world = World::new().await;
+    let (admin_url, fake) = start_fake(world.receiver.base_url()).await;
+    // `basic` (plan 601) maps to no Hookline plan, so its limits in 3scale
+    // apply: 3 webhooks per hour, here per 10 s window.
+    let window = ("HOOKLINE_LIMITS__PERIOD_OVERRIDE", "10s");
+    let plans = r#"plans = { "unlimited" = "paid" }"#;
+    let server = serve_with_directory(&world, &admin_url, plans, &[window]).await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    register_keys(&world);
+
+    let end = window_end_with_room(Duration::from_secs(7)).await;
+    for n in 0..5 {
+        ingest_one(&server, &format!("limited-{n}")).await;
+    }
+    let until_end = Duration::try_from(end - OffsetDateTime::now_utc()).unwrap_or_default();
+    tokio::time::sleep(until_end).await;
+    let within = |endpoint: &str| {
+        world
+            .receiver
+            .deliveries(endpoint)
+            .iter()
+            .filter(|r| r.received_at < end)
+            .count()
+    };
+    assert_eq!(within("acme"), 3, "plan basic allows 3 per window");
+    assert_eq!(within("page3"), 5, "plan unlimited maps to paid");
+    assert!(
+        fake.limit_reads.load(Ordering::SeqCst) >= 1,
+        "the limits of plan 601 were read"
+    );
+
+    let arrived = world
+        .receiver
+        .wait_for(
+            |stats| stats.verified >= 10,
+            WINDOW + Duration::from_secs(5),
+        )
+        .await;
+    assert!(arrived, "got {:?}", world.receiver.stats());
+    let acme = world.receiver.deliveries("acme");
+    assert_eq!(acme.len(), 5, "each event arrives once");
+    let late = acme.iter().filter(|r| r.received_at >= end).count();
+    assert_eq!(late, 2, "the 2 over the limit arrive after the window");
+    let deliveries = server
+        .wait_deliveries("app_3s42_7101", Duration::from_secs(5), |list| {
+            list.len() == 5 && list.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+    for delivery in &deliveries {
+        assert_eq!(delivery["state"], "delivered");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(
+            attempts.len(),
+            1,
+            "a deferral is not an attempt: {delivery}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_notifications_are_reported() {
+    let world = World::new().await;
+    let (admin_url, fake) = start_fake(world.receiver.base_url()).await;
+    let directory = format!(
+        r#"plans = {{ "basic" = "free", "unlimited" = "paid" }}
+report_url = "{admin_url}"
+service_tokens = {{ "order-created" = "{SERVICE_TOKEN}" }}"#
+    );
+    let server = serve_with_directory(&world, &admin_url, &directory, &[]).await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    register_keys(&world);
+
+    for n in 0..3 {
+        ingest_one(&server, &format!("reported-{n}")).await;
+    }
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 6, Duration::from_secs(15))
+        .await;
+    assert!(arrived, "got {:?}", world.receiver.stats());
+
+    let reported = |user_key: &str| {
+        let totals = fake.reported.lock().unwrap();
+        totals.get(user_key).copied().unwrap_or(0)
+    };
+    for _ in 0..50 {
+        if reported(ACME_KEY) + reported(PAGE3_KEY) >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reported(ACME_KEY), 3, "each delivery to acme is reported");
+    assert_eq!(reported(PAGE3_KEY), 3, "each delivery to page3 is reported");
+    let totals = fake.reported.lock().unwrap().clone();
+    assert_eq!(totals.len(), 2, "only delivered applications: {totals:?}");
 }

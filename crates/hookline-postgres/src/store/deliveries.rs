@@ -6,7 +6,7 @@ use super::tasks::{task_from_row, task_select};
 use super::PgStore;
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
-use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState};
+use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -168,6 +168,48 @@ impl PgStore {
         let task = task_from_row(&row)?;
         transaction.commit().await?;
         tracing::info!(delivery_id = %id, "Revived dead delivery");
+        Ok(Some(task))
+    }
+
+    /// Inserts a replay of a delivered or dead delivery, as
+    /// [`hookline_core::store::Store::replay`] describes, and returns its task.
+    pub(super) async fn replay_delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryTask>, sqlx::Error> {
+        let replay = DeliveryId::generate();
+        let webhook_id = WebhookId::generate();
+        let now = OffsetDateTime::now_utc();
+        let mut transaction = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event_id, application_id, state, next_attempt_at, \
+             created_at, updated_at, webhook_id, replay_of) \
+             SELECT $2, event_id, application_id, 'pending', $3, $3, $3, $4, id \
+             FROM deliveries \
+             WHERE id = $1 AND state IN ('delivered', 'dead')",
+        )
+        .bind(id.as_str())
+        .bind(replay.as_str())
+        .bind(now)
+        .bind(webhook_id.as_str())
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            transaction.rollback().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query(task_select!("WHERE d.id = $1"))
+            .bind(replay.as_str())
+            .fetch_one(&mut *transaction)
+            .await?;
+        let task = task_from_row(&row)?;
+        transaction.commit().await?;
+        tracing::info!(
+            delivery_id = %id,
+            replay_id = %replay,
+            webhook_id = %webhook_id,
+            "Replayed delivery"
+        );
         Ok(Some(task))
     }
 }

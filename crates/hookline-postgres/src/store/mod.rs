@@ -183,6 +183,12 @@ impl Store for PgStore {
             .map_err(store_failure("revive a delivery"))
     }
 
+    async fn replay(&self, id: &DeliveryId) -> Result<Option<DeliveryTask>, StoreError> {
+        self.replay_delivery(id)
+            .await
+            .map_err(store_failure("replay a delivery"))
+    }
+
     async fn create_plan(&self, plan: &Plan) -> Result<(), StoreError> {
         self.insert_plan(plan).await
     }

@@ -76,6 +76,16 @@ impl PortalStore for PgStore {
         Ok(result.rows_affected() > 0)
     }
 
+    async fn set_role(&self, id: &str, role: Role) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE portal_accounts SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_failure("change the role of a portal account"))?;
+        Ok(result.rows_affected() > 0)
+    }
+
     async fn create_session(&self, session: &PortalSession) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO portal_sessions \

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 macro_rules! record_select {
     ($tail:literal) => {
         concat!(
-            "SELECT d.id, d.event_id, d.application_id, e.product, e.webhook_id, d.state, ",
-            "d.next_attempt_at, d.last_error, d.created_at, d.updated_at ",
+            "SELECT d.id, d.event_id, d.application_id, e.product, ",
+            "COALESCE(d.webhook_id, e.webhook_id) AS webhook_id, d.state, d.next_attempt_at, ",
+            "d.last_error, d.created_at, d.updated_at, d.replay_of ",
             "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id ",
             $tail
         )
@@ -160,6 +161,9 @@ fn record_from_row(row: &PgRow) -> Result<DeliveryRecord, sqlx::Error> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         attempts: Vec::new(),
+        replay_of: row
+            .try_get::<Option<String>, _>("replay_of")?
+            .map(DeliveryId::from_stored),
     })
 }
 

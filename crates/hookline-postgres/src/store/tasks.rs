@@ -14,8 +14,9 @@ use sqlx::Row;
 macro_rules! task_select {
     ($tail:literal) => {
         concat!(
-            "SELECT d.id, d.event_id, d.application_id, e.product, e.webhook_id, ",
-            "e.idempotency_key, e.content_type, e.payload ",
+            "SELECT d.id, d.event_id, d.application_id, e.product, ",
+            "COALESCE(d.webhook_id, e.webhook_id) AS webhook_id, e.idempotency_key, ",
+            "e.content_type, e.payload ",
             "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id ",
             $tail
         )

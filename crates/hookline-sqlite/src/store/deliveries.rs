@@ -7,7 +7,7 @@ use crate::codec::{json_rows, now_millis, to_millis};
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
-use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState};
+use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
 use std::collections::HashMap;
 
 /// Rows ordered by batch position, so attempt ids follow the batch order.
@@ -158,6 +158,47 @@ impl SqliteStore {
         let task = task_from_row(&row, 0)?;
         transaction.commit().await?;
         tracing::info!(delivery_id = %id, "Revived dead delivery");
+        Ok(Some(task))
+    }
+
+    /// Inserts a replay of a delivered or dead delivery, as
+    /// [`hookline_core::store::Store::replay`] describes, and returns its task.
+    pub(super) async fn replay_delivery(
+        &self,
+        id: &DeliveryId,
+    ) -> Result<Option<DeliveryTask>, sqlx::Error> {
+        let replay = DeliveryId::generate();
+        let webhook_id = WebhookId::generate();
+        let now = now_millis();
+        let mut transaction = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (id, event_id, application_id, state, next_attempt_at, \
+             created_at, updated_at, webhook_id, replay_of) \
+             SELECT ?2, event_id, application_id, 'pending', ?3, ?3, ?3, ?4, id \
+             FROM deliveries \
+             WHERE id = ?1 AND state IN ('delivered', 'dead')",
+        )
+        .bind(id.as_str())
+        .bind(replay.as_str())
+        .bind(now)
+        .bind(webhook_id.as_str())
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(task_select!("WHERE d.id = ?1"))
+            .bind(replay.as_str())
+            .fetch_one(&mut *transaction)
+            .await?;
+        let task = task_from_row(&row, 0)?;
+        transaction.commit().await?;
+        tracing::info!(
+            delivery_id = %id,
+            replay_id = %replay,
+            webhook_id = %webhook_id,
+            "Replayed delivery"
+        );
         Ok(Some(task))
     }
 }

@@ -16,6 +16,9 @@ pub struct GatewayConfig {
     pub hmac_header: String,
     pub hmac_encoding: HmacEncoding,
     pub hmac_prefix: String,
+    /// Whether the gateway, not the dispatchers, counts attempts against
+    /// their plans.
+    pub count_limits: bool,
 }
 
 /// `gateway.hmac_encoding`.
