@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 /// PostgreSQL schema; the distributed mode requires one.
 const BENCH_SECRET_KEY: &str = "bench:QkVOQ0hCRU5DSEJFTkNIQkVOQ0hCRU5DSEJFTkNIQkU=";
 
-/// Where the distributed backends are and how many dispatchers to run.
+/// Addresses of the distributed backends and the number of dispatchers to run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct DistributedSettings {
     pub(crate) dispatchers: u32,
@@ -21,7 +21,7 @@ pub(crate) struct DistributedSettings {
     pub(crate) redis_url: String,
 }
 
-/// Which processes a run starts.
+/// The set of processes a run starts.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub(crate) enum Topology {
@@ -129,12 +129,12 @@ impl Deployment {
         Ok(self.dispatchers.last().expect("just pushed"))
     }
 
-    /// The process that serves the admin and ingest API.
+    /// Returns the process that serves the admin and ingest API.
     pub(crate) fn front(&self) -> &HooklineServer {
         &self.front
     }
 
-    /// Every process, the front one first.
+    /// Returns every process, the front one first.
     pub(crate) fn processes(&self) -> impl Iterator<Item = &HooklineServer> {
         std::iter::once(&self.front).chain(&self.dispatchers)
     }

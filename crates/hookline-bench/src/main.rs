@@ -2,11 +2,11 @@
 //! HTTP ingest to a verifying HTTPS receiver.
 //!
 //! `load` runs the receiver in this process and Hookline as child
-//! processes (`hookline serve`, or with `--distributed` `hookline api` and
-//! `--dispatchers` dispatchers on PostgreSQL, RabbitMQ and Redis), ingests
-//! events, waits until each one reached every application, and prints
-//! throughput, end-to-end latency and the processes' CPU time and peak
-//! memory. It then drives the same receiver directly (the raw phase),
+//! processes: `hookline serve`, or with `--distributed` `hookline api` and
+//! `--dispatchers` dispatchers on PostgreSQL, RabbitMQ and Redis. It ingests
+//! events and waits until each one reached every application. Then it
+//! prints throughput, end-to-end latency and the processes' CPU time and
+//! peak memory. It then drives the same receiver directly (the raw phase),
 //! which shows how fast the receiver and this machine go with no Hookline
 //! in between. `raw` runs only that second phase. `cold-start` measures
 //! process start to first delivery and idle memory.
@@ -52,7 +52,7 @@ enum Command {
     ColdStart(ColdStartArgs),
 }
 
-/// Which processes run Hookline.
+/// Processes that run Hookline.
 #[derive(Args)]
 struct TopologyArgs {
     /// Run `hookline api` and separate `hookline dispatcher` processes on

@@ -93,7 +93,7 @@ impl HooklineServer {
         Ok(server)
     }
 
-    /// The subcommand this process runs.
+    /// Returns the subcommand this process runs.
     pub(crate) fn command(&self) -> &str {
         &self.command
     }
@@ -143,7 +143,7 @@ impl HooklineServer {
                     return Ok(());
                 }
             }
-            // Short, because the cold-start figures count from the spawn to this answer.
+            // Short, because the cold-start figures count from the spawn to this response.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         bail!(
@@ -222,7 +222,7 @@ impl HooklineServer {
     }
 }
 
-/// Where one process logs, kept to read the log after the process exits.
+/// Log file of one process, kept so the log can be read after the process exits.
 #[derive(Debug, Clone)]
 pub(crate) struct LogFile {
     pub(crate) command: String,

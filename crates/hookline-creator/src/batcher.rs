@@ -89,7 +89,7 @@ async fn run(
     tracing::debug!("Ingest batcher stopped");
 }
 
-/// Writes one batch and answers each of its requests.
+/// Writes one batch and replies to each of its requests.
 async fn write_batch(creator: &Creator, batch: Vec<(IncomingEvent, Reply)>) {
     let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     match creator.accept(events).await {
