@@ -142,6 +142,7 @@ async fn ingest(deployment: &Deployment, options: &ColdStartOptions) -> Result<u
             deployment.front().api_url(),
             crate::load::PRODUCT
         ),
+        first_event: 0,
         events: options.events,
         payload_bytes: options.payload_bytes,
         concurrency: 8,

@@ -22,6 +22,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct GeneratorConfig {
     /// `POST` target, `…/api/v1/products/{name}/events`.
     pub(crate) ingest_url: String,
+    /// Number of the first event, so that runs with several ingest phases
+    /// give every event its own Idempotency-Key.
+    pub(crate) first_event: u64,
     pub(crate) events: u64,
     pub(crate) payload_bytes: usize,
     /// Ingest requests in flight at once.
@@ -33,8 +36,9 @@ pub(crate) struct GeneratorConfig {
 /// Result of the ingest phase.
 #[derive(Debug)]
 pub(crate) struct IngestOutcome {
-    /// Send time of each event, indexed by event number, for the events
-    /// that got 202 Accepted, and `None` for the others.
+    /// Send time of each event, indexed by event number minus
+    /// `first_event`, for the events that got 202 Accepted, and `None` for
+    /// the others.
     pub(crate) sent: Vec<Option<Instant>>,
     pub(crate) accepted: u64,
     pub(crate) rejected: u64,
@@ -63,7 +67,7 @@ pub(crate) fn per_second(count: u64, elapsed: Duration) -> f64 {
 struct Job {
     config: GeneratorConfig,
     client: reqwest::Client,
-    next_index: AtomicU64,
+    next_offset: AtomicU64,
     errors: AtomicU64,
     started: Instant,
 }
@@ -82,7 +86,7 @@ pub(crate) async fn run(config: GeneratorConfig) -> Result<IngestOutcome> {
     let job = Arc::new(Job {
         config,
         client,
-        next_index: AtomicU64::new(0),
+        next_offset: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         started: Instant::now(),
     });
@@ -92,8 +96,8 @@ pub(crate) async fn run(config: GeneratorConfig) -> Result<IngestOutcome> {
         .collect();
     let mut sent = vec![None; usize::try_from(events)?];
     for worker in workers {
-        for (index, instant) in worker.await? {
-            sent[index as usize] = Some(instant);
+        for (offset, instant) in worker.await? {
+            sent[offset as usize] = Some(instant);
         }
     }
     let finished = Instant::now();
@@ -115,23 +119,24 @@ pub(crate) async fn run(config: GeneratorConfig) -> Result<IngestOutcome> {
     })
 }
 
-/// Takes the next event number until none is left, and returns the event
-/// numbers it got accepted with their send times.
+/// Takes the next event until none is left, and returns the offsets from
+/// `first_event` of the events it got accepted, with their send times.
 async fn worker(job: Arc<Job>) -> Vec<(u64, Instant)> {
     let mut accepted = Vec::new();
     loop {
-        let index = job.next_index.fetch_add(1, Ordering::Relaxed);
-        if index >= job.config.events {
+        let offset = job.next_offset.fetch_add(1, Ordering::Relaxed);
+        if offset >= job.config.events {
             return accepted;
         }
         if let Some(rate) = job.config.rate {
-            let due = job.started + Duration::from_secs_f64(index as f64 / rate);
+            let due = job.started + Duration::from_secs_f64(offset as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
+        let index = job.config.first_event + offset;
         let body = json_payload(index, job.config.payload_bytes);
         let send_instant = Instant::now();
         match ingest(&job, index, body).await {
-            Ok(()) => accepted.push((index, send_instant)),
+            Ok(()) => accepted.push((offset, send_instant)),
             Err(error) => job.log_error(index, &error),
         }
     }

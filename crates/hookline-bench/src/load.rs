@@ -177,6 +177,7 @@ async fn hookline_phase(
             "{}/api/v1/products/{PRODUCT}/events",
             deployment.front().api_url()
         ),
+        first_event: 0,
         events: settings.events,
         payload_bytes: settings.payload_bytes,
         concurrency: settings.concurrency,
@@ -190,7 +191,7 @@ async fn hookline_phase(
     );
     let expected = ingest.accepted * u64::from(settings.applications);
     let deadline = ingest.started + options.timeout;
-    wait_for_deliveries(deployment, receiver, expected, deadline).await?;
+    wait_for_deliveries(deployment, &[receiver], expected, deadline).await?;
 
     // Read before stopping the processes, because an exited process has no VmHWM.
     let after = CpuSample::take(&pids, clock_ticks)?;
@@ -251,12 +252,12 @@ fn delivery_figures(
     (delivery, latency)
 }
 
-/// Polls the receiver until `expected` distinct webhooks succeeded or
-/// `deadline` passed, logging progress and stalls. Fails if a Hookline
-/// process exits meanwhile.
-async fn wait_for_deliveries(
+/// Polls the receivers until `expected` distinct webhooks succeeded on
+/// them together or `deadline` passed, logging progress and stalls. Fails
+/// if a Hookline process exits meanwhile.
+pub(crate) async fn wait_for_deliveries(
     deployment: &mut Deployment,
-    receiver: &Receiver,
+    receivers: &[&Receiver],
     expected: u64,
     deadline: Instant,
 ) -> Result<()> {
@@ -265,8 +266,13 @@ async fn wait_for_deliveries(
     let mut last_delivered = 0;
     let mut stall_logged = false;
     loop {
-        let stats = receiver.stats();
-        let delivered = stats.succeeded - stats.duplicates;
+        let all_stats = receivers.iter().map(|receiver| receiver.stats());
+        let (delivered, requests) = all_stats.fold((0, 0), |(delivered, requests), stats| {
+            (
+                delivered + stats.succeeded - stats.duplicates,
+                requests + stats.total,
+            )
+        });
         if delivered >= expected {
             return Ok(());
         }
@@ -285,19 +291,14 @@ async fn wait_for_deliveries(
             stall_logged = true;
         }
         if now - last_progress_log >= PROGRESS_INTERVAL {
-            tracing::info!(
-                delivered,
-                expected,
-                requests = stats.total,
-                "waiting for deliveries"
-            );
+            tracing::info!(delivered, expected, requests, "waiting for deliveries");
             last_progress_log = now;
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
-fn ingest_figures(ingest: &IngestOutcome, applications: u32) -> IngestFigures {
+pub(crate) fn ingest_figures(ingest: &IngestOutcome, applications: u32) -> IngestFigures {
     IngestFigures {
         fanned_out_per_second: ingest.accepted_per_second() * f64::from(applications),
         accepted: ingest.accepted,

@@ -9,11 +9,15 @@
 //! peak memory. It then drives the same receiver directly (the raw phase),
 //! which shows how fast the receiver and this machine go with no Hookline
 //! in between. `raw` runs only that second phase. `cold-start` measures
-//! process start to first delivery and idle memory.
+//! process start to first delivery and idle memory. `isolation` measures one
+//! application's latency before and while another application's endpoint
+//! hangs.
 
 mod coldstart;
 mod deployment;
 mod generator;
+mod isolation;
+mod isolation_report;
 mod latency;
 mod load;
 mod procfs;
@@ -50,6 +54,8 @@ enum Command {
     Raw(RawArgs),
     /// Time from process start to ready and to first delivery, and idle memory
     ColdStart(ColdStartArgs),
+    /// A healthy application's latency before and while other applications' endpoints hang
+    Isolation(IsolationArgs),
 }
 
 /// Processes that run Hookline.
@@ -159,6 +165,42 @@ struct LoadArgs {
 }
 
 #[derive(Args)]
+struct IsolationArgs {
+    /// Path of the hookline binary [default: target/release/hookline in this workspace]
+    #[arg(long)]
+    hookline: Option<PathBuf>,
+    #[command(flatten)]
+    topology: TopologyArgs,
+    /// Fixed ingest rate of both phases, in events per second
+    #[arg(long, default_value_t = 500.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Ingest time of each phase, such as 20s. Each phase sends rate x duration events
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Applications whose endpoint hangs in the second phase, each on its own receiver port
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    hanging: u32,
+    /// Hookline's deadline of one attempt (delivery.timeout), which ends each hanging attempt
+    #[arg(long, default_value = "2s", value_parser = parse_delivery_timeout)]
+    delivery_timeout: Duration,
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// Limit of each phase's wait for its deliveries after its last ingest response
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Write the figures as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Copy the logs of the Hookline processes (warnings and errors) to this file
+    #[arg(long)]
+    hookline_log: Option<PathBuf>,
+    /// Extra environment variable for the Hookline processes, such as
+    /// HOOKLINE_DELIVERY__PER_ENDPOINT_CONCURRENCY=64. Repeat it for several variables
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    hookline_env: Vec<(String, String)>,
+}
+
+#[derive(Args)]
 struct RawArgs {
     /// Requests to send
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -184,6 +226,7 @@ async fn main() -> Result<()> {
         Command::Load(args) => run_load(args).await,
         Command::Raw(args) => run_raw(args).await,
         Command::ColdStart(args) => run_cold_start(args).await,
+        Command::Isolation(args) => run_isolation(args).await,
     }
 }
 
@@ -230,6 +273,34 @@ async fn run_cold_start(args: ColdStartArgs) -> Result<()> {
     Ok(())
 }
 
+async fn run_isolation(args: IsolationArgs) -> Result<()> {
+    let settings = isolation_report::IsolationSettings {
+        topology: args.topology.topology(),
+        hanging_applications: args.hanging,
+        events_per_phase: isolation::events_per_phase(args.rate, args.duration)?,
+        rate_per_second: args.rate,
+        payload_bytes: args.traffic.payload_bytes,
+        concurrency: usize::try_from(args.traffic.concurrency)?,
+        delivery_timeout: args.delivery_timeout,
+        timeout_seconds: args.timeout.as_secs_f64(),
+        hookline_env: args.hookline_env,
+        healthy_receiver: String::new(),
+        hanging_receivers: Vec::new(),
+    };
+    let options = isolation::IsolationOptions {
+        hookline: args.hookline.unwrap_or_else(default_hookline_path),
+        settings,
+        timeout: args.timeout,
+        hookline_log: args.hookline_log,
+    };
+    let report = isolation::run(options).await?;
+    isolation_report::print(&report);
+    if let Some(path) = &args.json {
+        report::write_json(path, &report)?;
+    }
+    Ok(())
+}
+
 async fn run_raw(args: RawArgs) -> Result<()> {
     let pki = TestPki::generate()?;
     let receiver = Receiver::start(&pki, "127.0.0.1:0".parse()?).await?;
@@ -267,6 +338,14 @@ fn parse_fail_ratio(text: &str) -> Result<f64> {
         bail!("invalid fail ratio {text}: expected at least 0.0 and below 1.0, because at 1.0 nothing is ever delivered");
     }
     Ok(ratio)
+}
+
+fn parse_delivery_timeout(text: &str) -> Result<Duration> {
+    let timeout = humantime::parse_duration(text)?;
+    if timeout < Duration::from_millis(1) {
+        bail!("invalid delivery timeout {text}: expected at least 1ms, such as 2s");
+    }
+    Ok(timeout)
 }
 
 fn parse_env_pair(text: &str) -> Result<(String, String)> {

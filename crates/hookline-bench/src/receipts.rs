@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 /// First successful receipt of every (application, event) pair.
 #[derive(Debug)]
 pub(crate) struct Receipts {
+    first_event: u64,
     events: u64,
-    /// Indexed by `application * events + event`.
+    /// Indexed by `application * events + event - first_event`.
     first_success: Vec<Option<Instant>>,
     /// Pairs with at least one successful receipt.
     pub(crate) delivered: u64,
@@ -23,9 +24,23 @@ pub(crate) struct Receipts {
 }
 
 impl Receipts {
-    /// Collects the first 2xx receipt per pair from `records`.
+    /// Collects the first 2xx receipt per pair from `records`, for events
+    /// 0 to `events - 1`.
     pub(crate) fn collect(records: &[ReceivedWebhook], events: u64, applications: u32) -> Self {
+        Self::collect_from(records, 0, events, applications)
+    }
+
+    /// Collects the first 2xx receipt per pair from `records`, for the
+    /// `events` events numbered from `first_event`. Receipts of other
+    /// events count as unmatched.
+    pub(crate) fn collect_from(
+        records: &[ReceivedWebhook],
+        first_event: u64,
+        events: u64,
+        applications: u32,
+    ) -> Self {
         let mut receipts = Self {
+            first_event,
             events,
             first_success: vec![None; (events * u64::from(applications)) as usize],
             delivered: 0,
@@ -43,8 +58,10 @@ impl Receipts {
 
     fn slot(&self, record: &ReceivedWebhook, applications: u32) -> Option<usize> {
         let application = endpoint_index(&record.endpoint).filter(|&index| index < applications)?;
-        let event =
-            event_index(record.idempotency_key.as_deref()?).filter(|&index| index < self.events)?;
+        let index = event_index(record.idempotency_key.as_deref()?)?;
+        let event = index
+            .checked_sub(self.first_event)
+            .filter(|&event| event < self.events)?;
         Some((u64::from(application) * self.events + event) as usize)
     }
 
@@ -62,7 +79,9 @@ impl Receipts {
     }
 
     /// Returns the end-to-end latency of every delivered pair: its first
-    /// successful receipt minus the send time of its event.
+    /// successful receipt minus the send time of its event. `sent` is
+    /// indexed like [`IngestOutcome::sent`](crate::generator::IngestOutcome),
+    /// from the first event.
     pub(crate) fn latencies(&self, sent: &[Option<Instant>]) -> Vec<Duration> {
         let events = self.events as usize;
         self.first_success
@@ -154,6 +173,30 @@ mod tests {
         assert_eq!(
             latencies,
             [Duration::from_millis(5), Duration::from_millis(7)]
+        );
+    }
+
+    #[test]
+    fn collect_from_offsets_event_numbers() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let records = [
+            record("app-0", "event-9", 204, at(1)),
+            record("app-0", "event-10", 204, at(4)),
+            record("app-0", "event-11", 204, at(6)),
+            record("app-0", "event-12", 204, at(8)),
+        ];
+        let receipts = Receipts::collect_from(&records, 10, 2, 1);
+        assert_eq!(receipts.delivered, 2);
+        assert_eq!(receipts.unmatched, 2);
+        assert_eq!(receipts.last_receipt, Some(at(6)));
+
+        let sent = [Some(start), Some(at(2))];
+        let mut latencies = receipts.latencies(&sent);
+        latencies.sort();
+        assert_eq!(
+            latencies,
+            [Duration::from_millis(4), Duration::from_millis(4)]
         );
     }
 

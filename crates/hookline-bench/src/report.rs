@@ -260,7 +260,7 @@ fn print_optional_settings(settings: &Settings) {
 }
 
 /// Peak RSS of each process, such as `61.2` or `api 48.0, dispatcher 40.1`.
-fn peak_rss_text(processes: &[ProcessFigures]) -> String {
+pub(crate) fn peak_rss_text(processes: &[ProcessFigures]) -> String {
     if let [only] = processes {
         return format!("{:.1}", only.peak_rss_mib);
     }

@@ -113,3 +113,53 @@ fn distributed_cold_start_delivers_the_waiting_events() {
     assert!(ready > 0.0, "{figures:#}");
     assert!(first > 0.0, "{figures:#}");
 }
+
+#[test]
+fn isolation_keeps_healthy_deliveries_whole() {
+    let figures = run_bench(&[
+        "isolation",
+        "--rate",
+        "50",
+        "--duration",
+        "2s",
+        "--delivery-timeout",
+        "500ms",
+        "--concurrency",
+        "8",
+        "--timeout",
+        "60s",
+    ]);
+    assert_eq!(figures["settings"]["events_per_phase"], 100, "{figures:#}");
+    let healthy_receiver = figures["settings"]["healthy_receiver"].as_str().unwrap();
+    let hanging_receiver = figures["settings"]["hanging_receivers"][0]
+        .as_str()
+        .unwrap();
+    assert_ne!(healthy_receiver, hanging_receiver, "{figures:#}");
+
+    for phase in ["baseline", "hanging"] {
+        let figures = &figures[phase];
+        assert_eq!(figures["ingest"]["accepted"], 100, "{phase}: {figures:#}");
+        let healthy = &figures["healthy"];
+        assert_eq!(healthy["expected"], 100, "{phase}: {figures:#}");
+        assert_eq!(healthy["delivered"], 100, "{phase}: {figures:#}");
+        assert_eq!(healthy["duplicates"], 0, "{phase}: {figures:#}");
+        assert_eq!(healthy["verification_failures"], 0, "{phase}: {figures:#}");
+        assert_eq!(healthy["unmatched"], 0, "{phase}: {figures:#}");
+        assert_eq!(healthy["latency"]["samples"], 100, "{phase}: {figures:#}");
+        assert_eq!(figures["hanging"]["verification_failures"], 0, "{phase}");
+    }
+
+    // In the baseline the endpoint that hangs later responds 204 to every delivery.
+    let baseline = &figures["baseline"]["hanging"];
+    assert_eq!(baseline["delivered"], 100, "{figures:#}");
+    assert_eq!(baseline["duplicates"], 0, "{figures:#}");
+
+    let hanging = &figures["hanging"]["hanging"];
+    let requests = hanging["requests"].as_u64().unwrap();
+    assert!(
+        requests > 0,
+        "the hanging endpoint saw no attempt: {figures:#}"
+    );
+    assert_eq!(hanging["delivered"], 0, "{figures:#}");
+    assert!(figures["healthy_latency_delta"]["p50_ms"].is_number());
+}

@@ -7,6 +7,8 @@ use std::time::Duration;
 pub(crate) const SUCCESS_STATUS: u16 = 204;
 /// Status sent with `Retry-After` by [`Behaviour::RetryAfter`].
 const RETRY_AFTER_STATUS: u16 = 503;
+/// Status recorded for a request that [`Behaviour::Hang`] never responds to.
+pub(crate) const NO_RESPONSE_STATUS: u16 = 0;
 
 /// Scripted response of an endpoint to each webhook attempt.
 ///
@@ -32,6 +34,11 @@ pub enum Behaviour {
     /// Responds with 503 and `Retry-After: seconds` to the first `failures`
     /// attempts of each webhook, then 204.
     RetryAfter { failures: u32, seconds: u64 },
+    /// Records the request and never responds, until the client resets the
+    /// stream or closes the connection, or the receiver shuts down. The
+    /// record's `responded_status` is 0, so the attempt does not count as
+    /// a success.
+    Hang,
 }
 
 /// The response chosen for one request.
@@ -40,6 +47,8 @@ pub(crate) struct Decision {
     pub(crate) status: u16,
     pub(crate) retry_after_secs: Option<u64>,
     pub(crate) delay: Option<Duration>,
+    /// Whether the handler waits forever instead of responding.
+    pub(crate) hang: bool,
 }
 
 impl Decision {
@@ -48,6 +57,7 @@ impl Decision {
             status,
             retry_after_secs: None,
             delay: None,
+            hang: false,
         }
     }
 }
@@ -57,7 +67,7 @@ impl Behaviour {
     /// ratio is between 0.0 and 1.0.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let status = match self {
-            Self::Succeed | Self::Delay(_) | Self::RetryAfter { .. } => return Ok(()),
+            Self::Succeed | Self::Delay(_) | Self::RetryAfter { .. } | Self::Hang => return Ok(()),
             Self::FailTimes { status, .. } | Self::AlwaysFail { status } => *status,
             Self::FailRatio { ratio, status } => {
                 if !(0.0..=1.0).contains(ratio) {
@@ -100,6 +110,10 @@ impl Behaviour {
                 ..Decision::status(RETRY_AFTER_STATUS)
             },
             Self::RetryAfter { .. } => Decision::status(SUCCESS_STATUS),
+            Self::Hang => Decision {
+                hang: true,
+                ..Decision::status(NO_RESPONSE_STATUS)
+            },
         }
     }
 }
@@ -168,6 +182,15 @@ mod tests {
         let decision = Behaviour::Delay(Duration::from_millis(5)).decide("a", "msg", 1);
         assert_eq!(decision.status, 204);
         assert_eq!(decision.delay, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn hang_records_no_status() {
+        let decision = Behaviour::Hang.decide("a", "msg", 3);
+        assert!(decision.hang);
+        assert_eq!(decision.status, NO_RESPONSE_STATUS);
+        assert_eq!(decision.delay, None);
+        assert!(Behaviour::Hang.validate().is_ok());
     }
 
     #[test]

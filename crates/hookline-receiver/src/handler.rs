@@ -82,6 +82,11 @@ pub(crate) async fn handle(
     if let Some(delay) = decision.delay {
         tokio::time::sleep(delay).await;
     }
+    if decision.hang {
+        // hyper drops this future when the client resets the stream or
+        // closes the connection, which ends the wait.
+        std::future::pending::<()>().await;
+    }
     Ok(response(&decision))
 }
 

@@ -39,7 +39,8 @@ pub struct ReceivedWebhook {
     /// Client address of the connection. Requests that share it came over one connection.
     pub peer_addr: SocketAddr,
     pub verification: Verification,
-    /// Status of the receiver's response.
+    /// Status of the receiver's response, or 0 for a request that
+    /// [`Behaviour::Hang`](crate::Behaviour::Hang) never responded to.
     pub responded_status: u16,
     pub received_at: OffsetDateTime,
     pub received_instant: Instant,

@@ -165,6 +165,55 @@ async fn delay_holds_the_response() {
     );
 }
 
+/// Posts one signed request to a `Hang` endpoint with a client that gives up
+/// after 300 ms, then checks what the receiver recorded and that shutdown does
+/// not wait for the abandoned request.
+async fn check_hang(http1_only: bool, expected_version: hyper::Version) {
+    let harness = start().await;
+    let secret = scripted(&harness, Behaviour::Hang);
+    let mut builder = common::client_builder(&harness.pki).timeout(Duration::from_millis(300));
+    if http1_only {
+        builder = builder.http1_only();
+    }
+    let client = builder.build().unwrap();
+    let url = harness.receiver.endpoint_url("orders");
+
+    let error = signed_post(&client, &url, &secret, "msg_1")
+        .send()
+        .await
+        .expect_err("a Hang endpoint must not respond");
+    assert!(error.is_timeout(), "expected a timeout, got {error:?}");
+
+    let deliveries = harness.receiver.deliveries("orders");
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0].responded_status, 0);
+    assert_eq!(deliveries[0].verification, Verification::Verified);
+    assert_eq!(deliveries[0].version, expected_version);
+    let stats = harness.receiver.stats();
+    assert_eq!(stats.total, 1);
+    assert_eq!(stats.succeeded, 0);
+
+    // The receiver gives open requests 5 s on shutdown, so a quick stop shows
+    // that the abandoned request no longer keeps its connection busy.
+    let started = Instant::now();
+    harness.receiver.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn hang_never_responds_over_http2() {
+    check_hang(false, hyper::Version::HTTP_2).await;
+}
+
+#[tokio::test]
+async fn hang_never_responds_over_http1() {
+    check_hang(true, hyper::Version::HTTP_11).await;
+}
+
 #[tokio::test]
 #[should_panic(expected = "invalid HTTP status 99")]
 async fn script_rejects_invalid_status() {
