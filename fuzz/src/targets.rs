@@ -60,6 +60,7 @@ pub fn ingest_check(data: &[u8]) {
         content_type: header.clone(),
         payload: Bytes::copy_from_slice(body),
         source: EventSource::Http,
+        span: tracing::Span::none(),
     };
     match check_incoming(&product, &incoming, MAX_PAYLOAD) {
         Ok(()) => {

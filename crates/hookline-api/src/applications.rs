@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use hookline_core::{Application, ApplicationId, ApplicationState, SigningSecret};
+use hookline_core::{Application, ApplicationId, ApplicationState, AvroFormat, SigningSecret};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -21,6 +21,12 @@ pub(crate) struct CreateApplication {
     plan: String,
     /// HTTPS URL that receives the webhooks.
     webhook_url: String,
+    /// Format of the events of an Avro product: `binary` (the default) for
+    /// the producer's bytes as `application/avro`, or `json` for each
+    /// event converted to JSON and sent as `application/json`. Products of
+    /// other formats ignore it.
+    #[schema(example = "binary")]
+    avro_format: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,6 +38,8 @@ pub(crate) struct ApplicationView {
     webhook_url: String,
     /// `active` or `disabled`.
     state: String,
+    /// Format of the events of an Avro product: `binary` or `json`.
+    avro_format: String,
     /// Why Hookline disabled the application (a 410 Gone, or failing for
     /// longer than `delivery.disable_after`); shown by GET of one
     /// application only.
@@ -58,8 +66,8 @@ pub(crate) struct CreatedApplication {
     secret: String,
 }
 
-impl From<&Application> for ApplicationView {
-    fn from(application: &Application) -> Self {
+impl ApplicationView {
+    fn new(application: &Application, avro_format: AvroFormat) -> Self {
         Self {
             id: application.id.to_string(),
             name: application.name.clone(),
@@ -67,6 +75,7 @@ impl From<&Application> for ApplicationView {
             plan: application.plan.clone(),
             webhook_url: application.webhook_url.clone(),
             state: application.state.as_str().to_owned(),
+            avro_format: avro_format.as_str().to_owned(),
             disabled_reason: None,
             disabled_at: None,
             created_at: application.created_at,
@@ -99,6 +108,7 @@ pub(crate) async fn create(
         .address_policy
         .check_url(&request.webhook_url)
         .map_err(|error| ApiError::invalid("webhook_url", error.to_string()))?;
+    let avro_format = parse_avro_format(request.avro_format.as_deref())?.unwrap_or_default();
     if state.store.product(&request.product).await?.is_none() {
         return Err(ApiError::invalid(
             "product",
@@ -119,11 +129,14 @@ pub(crate) async fn create(
         state: ApplicationState::Active,
         created_at: OffsetDateTime::now_utc(),
     };
-    state.store.create_application(&application).await?;
+    state
+        .store
+        .create_application_with_avro_format(&application, avro_format)
+        .await?;
     state.directory.invalidate();
-    tracing::info!(application_id = %application.id, product = %application.product, "Application created");
+    tracing::info!(application_id = %application.id, product = %application.product, avro_format = avro_format.as_str(), "Application created");
     let created = CreatedApplication {
-        application: ApplicationView::from(&application),
+        application: ApplicationView::new(&application, avro_format),
         secret: application.secret.expose().to_owned(),
     };
     Ok((StatusCode::CREATED, Json(created)))
@@ -136,9 +149,19 @@ pub(crate) async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let applications = state.store.applications(query.product.as_deref()).await?;
-    Ok(Json(
-        applications.iter().map(ApplicationView::from).collect(),
-    ))
+    let ids: Vec<ApplicationId> = applications
+        .iter()
+        .map(|application| application.id.clone())
+        .collect();
+    let formats = state.store.avro_formats(&ids).await?;
+    let views = applications
+        .iter()
+        .map(|application| {
+            let format = formats.get(&application.id).copied().unwrap_or_default();
+            ApplicationView::new(application, format)
+        })
+        .collect();
+    Ok(Json(views))
 }
 
 #[utoipa::path(get, path = "/api/v1/applications/{id}", tag = "applications",
@@ -149,7 +172,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let application = find(&state, &id).await?;
-    let mut view = ApplicationView::from(&application);
+    let mut view = ApplicationView::read(&state, &application).await?;
     if let Some(disablement) = state.store.disablement(&application.id).await? {
         view.disabled_reason = Some(disablement.reason);
         view.disabled_at = Some(disablement.disabled_at);
@@ -162,7 +185,10 @@ pub(crate) async fn show(
 pub(crate) struct UpdateApplication {
     /// Name of an existing plan to move the application to. The new limit
     /// applies from the application's next delivery on.
-    plan: String,
+    plan: Option<String>,
+    /// Format of the events of an Avro product (`binary` or `json`), used
+    /// from the next attempt of each delivery, queued ones included.
+    avro_format: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/applications/{id}", request_body = UpdateApplication, tag = "applications",
@@ -174,21 +200,48 @@ pub(crate) async fn update(
     body: Result<Json<UpdateApplication>, JsonRejection>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let Json(request) = body.map_err(json_rejection)?;
+    let avro_format = parse_avro_format(request.avro_format.as_deref())?;
+    if request.plan.is_none() && avro_format.is_none() {
+        return Err(ApiError::invalid(
+            "plan",
+            "send at least one of plan and avro_format",
+        ));
+    }
     let mut application = find(&state, &id).await?;
-    check_plan(&state, &request.plan).await?;
-    if !state
-        .store
-        .set_application_plan(&application.id, &request.plan)
-        .await?
-    {
-        return Err(ApiError::not_found(format!(
-            "application {id:?} does not exist"
-        )));
+    let missing = || ApiError::not_found(format!("application {id:?} does not exist"));
+    if let Some(plan) = request.plan {
+        check_plan(&state, &plan).await?;
+        if !state
+            .store
+            .set_application_plan(&application.id, &plan)
+            .await?
+        {
+            return Err(missing());
+        }
+        tracing::info!(application_id = %application.id, from = %application.plan, to = %plan, "Application moved to another plan");
+        application.plan = plan;
+    }
+    if let Some(format) = avro_format {
+        if !state.store.set_avro_format(&application.id, format).await? {
+            return Err(missing());
+        }
+        tracing::info!(application_id = %application.id, avro_format = format.as_str(), "Application's Avro format changed");
     }
     state.directory.invalidate();
-    tracing::info!(application_id = %application.id, from = %application.plan, to = %request.plan, "Application moved to another plan");
-    application.plan = request.plan;
-    Ok(Json(ApplicationView::from(&application)))
+    Ok(Json(ApplicationView::read(&state, &application).await?))
+}
+
+/// Parses an optional `avro_format` field and rejects other values with 422.
+fn parse_avro_format(value: Option<&str>) -> Result<Option<AvroFormat>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    AvroFormat::parse(value).map(Some).ok_or_else(|| {
+        ApiError::invalid(
+            "avro_format",
+            format!("avro_format {value:?} is invalid; use binary or json"),
+        )
+    })
 }
 
 /// Answers 422 naming the `plan` field unless a plan named `name` exists.
@@ -210,6 +263,21 @@ async fn check_plan(state: &ApiState, name: &str) -> Result<(), ApiError> {
             known.join(", ")
         ),
     ))
+}
+
+impl ApplicationView {
+    /// Builds the view of a stored application with its stored Avro format.
+    pub(crate) async fn read(
+        state: &ApiState,
+        application: &Application,
+    ) -> Result<Self, ApiError> {
+        let formats = state
+            .store
+            .avro_formats(std::slice::from_ref(&application.id))
+            .await?;
+        let format = formats.get(&application.id).copied().unwrap_or_default();
+        Ok(Self::new(application, format))
+    }
 }
 
 /// Loads an application by the id in a path, or answers 404.

@@ -48,7 +48,7 @@ pub(crate) async fn enable(
     tracing::info!(application_id = %application.id, rescheduled, "Application enabled");
     application.state = ApplicationState::Active;
     Ok(Json(EnabledApplication {
-        application: ApplicationView::from(&application),
+        application: ApplicationView::read(&state, &application).await?,
         rescheduled_deliveries: rescheduled,
     }))
 }

@@ -7,6 +7,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
+use hookline_core::trace::{self, TraceParent};
 use hookline_core::EventSource;
 use hookline_creator::{Accepted, IncomingEvent, IngestError, Rejected};
 use serde::Serialize;
@@ -44,6 +45,48 @@ pub(crate) async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
+    let span = request_span(&headers, &product);
+    let result = accept(state, product, headers, body, span.clone()).await;
+    let status = match &result {
+        Ok((status, _)) => *status,
+        Err(error) => error.status,
+    };
+    span.record("http.response.status_code", status.as_u16());
+    result
+}
+
+/// Opens the span of one ingest request. It continues the caller's trace
+/// when the request has a valid `traceparent` header.
+fn request_span(headers: &HeaderMap, product: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: trace::TARGET,
+        "POST /api/v1/products/{name}/events",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/api/v1/products/{name}/events",
+        hookline.product = product,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() || !trace::export_enabled() {
+        return span;
+    }
+    let parent = headers
+        .get(trace::TRACEPARENT_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceParent::parse);
+    if let Some(parent) = parent {
+        parent.adopt_into(&span);
+    }
+    span
+}
+
+async fn accept(
+    state: ApiState,
+    product: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    span: tracing::Span,
+) -> Result<(StatusCode, Json<IngestResponse>), ApiError> {
     let payload = body.map_err(|rejection| too_large(rejection, state.max_payload_size))?;
     let idempotency_key = header_text(&headers, "idempotency-key")?;
     if idempotency_key.as_deref() == Some("") {
@@ -59,6 +102,7 @@ pub(crate) async fn ingest(
         content_type,
         payload,
         source: EventSource::Http,
+        span,
     };
     match state.ingest.submit(incoming).await {
         Ok(Accepted::Created {

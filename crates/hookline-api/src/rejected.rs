@@ -199,5 +199,6 @@ fn replay_event(product: &str, stored: &StoredRejection) -> Result<IncomingEvent
         content_type: None,
         payload,
         source,
+        span: tracing::Span::none(),
     })
 }

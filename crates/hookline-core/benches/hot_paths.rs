@@ -63,6 +63,7 @@ fn queue_message(c: &mut Criterion) {
         content_type: ContentType::Json,
         payload: payload(1024),
         attempts_made: 0,
+        traceparent: None,
     };
     let message = QueueMessage::V1(task);
     c.bench_function("queue_message_to_json_1KiB", |b| {

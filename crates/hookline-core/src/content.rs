@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Payload format of an event API. Payloads are delivered byte for byte; the
+/// Payload format of an event API. Payloads are delivered byte for byte,
+/// except Avro for an application whose [`crate::AvroFormat`] is `json`. The
 /// format decides the `content-type` header and the checks made on ingest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

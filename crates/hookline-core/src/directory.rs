@@ -2,7 +2,7 @@
 //! events, and where and with which secrets to send them.
 
 use crate::portal::{PortalStore, PreviousSecret};
-use crate::{ApplicationId, ApplicationState, PlanLimit, SigningSecret};
+use crate::{ApplicationId, ApplicationState, AvroFormat, PlanLimit, SigningSecret};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -41,6 +41,12 @@ pub trait Directory: Send + Sync + 'static {
         &self,
         application: &ApplicationId,
     ) -> Result<Option<Arc<Endpoint>>, DirectoryError>;
+    /// Returns how the application receives the events of Avro products.
+    /// The default, for directories that keep no such setting, is `binary`.
+    async fn avro_format(&self, application: &ApplicationId) -> Result<AvroFormat, DirectoryError> {
+        let _ = application;
+        Ok(AvroFormat::Binary)
+    }
     /// Drops cached entries after a change to applications.
     fn invalidate(&self);
 }
@@ -63,6 +69,8 @@ struct Cache {
     /// Each endpoint with the time it was read and how long it may be
     /// served from the cache.
     endpoints: HashMap<ApplicationId, (Arc<Endpoint>, Instant, Duration)>,
+    /// Avro formats with the time they were read.
+    avro_formats: HashMap<ApplicationId, (AvroFormat, Instant)>,
 }
 
 impl StoreDirectory {
@@ -209,9 +217,33 @@ impl Directory for StoreDirectory {
         Ok(Some(endpoint))
     }
 
+    async fn avro_format(&self, id: &ApplicationId) -> Result<AvroFormat, DirectoryError> {
+        if let Some((format, read_at)) = self.cache.read().expect("cache lock").avro_formats.get(id)
+        {
+            if read_at.elapsed() < self.ttl {
+                count_cache_lookup("hit");
+                return Ok(*format);
+            }
+        }
+        count_cache_lookup("miss");
+        let formats = self
+            .store
+            .avro_formats(std::slice::from_ref(id))
+            .await
+            .map_err(store_failure)?;
+        let format = formats.get(id).copied().unwrap_or_default();
+        self.cache
+            .write()
+            .expect("cache lock")
+            .avro_formats
+            .insert(id.clone(), (format, Instant::now()));
+        Ok(format)
+    }
+
     fn invalidate(&self) {
         let mut cache = self.cache.write().expect("cache lock");
         cache.subscribers.clear();
         cache.endpoints.clear();
+        cache.avro_formats.clear();
     }
 }

@@ -21,6 +21,7 @@ pub mod queue;
 pub mod retry;
 pub mod signing;
 pub mod store;
+pub mod trace;
 pub mod usage;
 pub mod webhook_doc;
 pub mod webhook_url;

@@ -1,6 +1,7 @@
 //! Records of the state store: event APIs, applications, events, deliveries
 //! and attempts.
 
+use crate::trace::TraceParent;
 use crate::{ApplicationId, ContentType, DeliveryId, EventId, SigningSecret, WebhookId};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,38 @@ impl ApplicationState {
     }
 }
 
+/// Format in which an application receives the events of an Avro product:
+/// the producer's bytes as they are, or converted to JSON by
+/// [`crate::formats::avro_json`]. Other formats are always sent as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AvroFormat {
+    /// The producer's bytes with `content-type: application/avro`.
+    #[default]
+    Binary,
+    /// One JSON document with `content-type: application/json`.
+    Json,
+}
+
+impl AvroFormat {
+    /// Returns the name used in the API and in the state store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Binary => "binary",
+            Self::Json => "json",
+        }
+    }
+
+    /// Parses `binary` or `json`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "binary" => Some(Self::Binary),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// An API consumer subscribed to one product with one webhook endpoint.
 #[derive(Debug, Clone)]
 pub struct Application {
@@ -84,6 +117,9 @@ pub struct Event {
     pub payload: Bytes,
     pub source: EventSource,
     pub received_at: OffsetDateTime,
+    /// The event's span, stored so that delivery attempts in any process
+    /// continue its trace; `None` when traces are not exported.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// Lifecycle of one delivery.

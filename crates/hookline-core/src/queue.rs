@@ -1,6 +1,7 @@
 //! The delivery queue contract: durable tasks with a due time, a lease that
 //! expires (visibility timeout), acknowledgement and dead-lettering.
 
+use crate::trace::TraceParent;
 use crate::{ApplicationId, ContentType, DeliveryId, EventId, WebhookId};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,6 +25,11 @@ pub struct DeliveryTask {
     pub payload: Bytes,
     /// Attempts already made, so the next attempt is number `attempts_made + 1`.
     pub attempts_made: u32,
+    /// The event's span, parent of each attempt's span; `None` unless the
+    /// creator exported traces. Readers of older messages see `None`. Boxed,
+    /// so a task without a trace grows by one pointer only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<Box<TraceParent>>,
 }
 
 mod payload_base64 {
@@ -172,6 +178,7 @@ mod tests {
             content_type: ContentType::Json,
             payload: Bytes::from_static(b"{}"),
             attempts_made: 0,
+            traceparent: None,
         };
         let json = serde_json::to_value(QueueMessage::V1(task.clone())).unwrap();
         assert_eq!(json["version"], "1");
@@ -179,5 +186,37 @@ mod tests {
         assert_eq!(json["payload"], "e30=", "payload is base64 of the bytes");
         let back: QueueMessage = serde_json::from_value(json).unwrap();
         assert_eq!(back, QueueMessage::V1(task));
+    }
+
+    #[test]
+    fn message_carries_traceparent() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut task = DeliveryTask {
+            delivery_id: DeliveryId::generate(),
+            event_id: EventId::generate(),
+            application_id: ApplicationId::generate(),
+            product: "order-created".into(),
+            webhook_id: WebhookId::derive("order-created", "k"),
+            idempotency_key: "k".into(),
+            content_type: ContentType::Json,
+            payload: Bytes::from_static(b"{}"),
+            attempts_made: 0,
+            traceparent: TraceParent::parse(traceparent).map(Box::new),
+        };
+        let json = serde_json::to_value(QueueMessage::V1(task.clone())).unwrap();
+        assert_eq!(json["traceparent"], traceparent);
+        let back: QueueMessage = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, QueueMessage::V1(task.clone()));
+
+        let mut older = json;
+        older.as_object_mut().unwrap().remove("traceparent");
+        let QueueMessage::V1(read) = serde_json::from_value(older).unwrap();
+        assert_eq!(
+            read.traceparent, None,
+            "a message without the field has no trace"
+        );
+        task.traceparent = None;
+        let json = serde_json::to_value(QueueMessage::V1(task)).unwrap();
+        assert!(json.get("traceparent").is_none(), "None is left out");
     }
 }

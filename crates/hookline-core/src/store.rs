@@ -5,10 +5,11 @@ use crate::endpoint_health::Disablement;
 use crate::queue::DeliveryTask;
 use crate::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageQuery};
 use crate::{
-    Application, ApplicationId, Attempt, DeliveryId, DeliveryRecord, DeliveryState, Event, EventId,
-    Plan, Product,
+    Application, ApplicationId, Attempt, AvroFormat, DeliveryId, DeliveryRecord, DeliveryState,
+    Event, EventId, Plan, Product,
 };
 use async_trait::async_trait;
+use std::collections::HashMap;
 use time::OffsetDateTime;
 
 /// Failure of the state store.
@@ -137,6 +138,38 @@ pub trait Store: Send + Sync + 'static {
     async fn create_application(&self, application: &Application) -> Result<(), StoreError>;
     async fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError>;
     async fn applications(&self, product: Option<&str>) -> Result<Vec<Application>, StoreError>;
+    /// Creates an application that receives Avro in `avro_format`. The
+    /// default creates it and then sets the format, in two steps.
+    async fn create_application_with_avro_format(
+        &self,
+        application: &Application,
+        avro_format: AvroFormat,
+    ) -> Result<(), StoreError> {
+        self.create_application(application).await?;
+        if avro_format != AvroFormat::default() {
+            self.set_avro_format(&application.id, avro_format).await?;
+        }
+        Ok(())
+    }
+    /// Returns the Avro format of each application among `ids` that exists.
+    /// A store without the setting returns none, which means `binary`.
+    async fn avro_formats(
+        &self,
+        ids: &[ApplicationId],
+    ) -> Result<HashMap<ApplicationId, AvroFormat>, StoreError> {
+        let _ = ids;
+        Ok(HashMap::new())
+    }
+    /// Sets how the application receives Avro; returns `false` when it does
+    /// not exist.
+    async fn set_avro_format(
+        &self,
+        application: &ApplicationId,
+        avro_format: AvroFormat,
+    ) -> Result<bool, StoreError> {
+        let _ = (application, avro_format);
+        Err(unsupported("set the Avro format of applications"))
+    }
     /// Inserts an application kept by an external directory, or updates its
     /// name, product, plan, webhook URL and state. An existing row keeps its
     /// secret and creation time, so the secret of a new row is a placeholder

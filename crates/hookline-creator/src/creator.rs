@@ -7,6 +7,7 @@ use hookline_core::directory::{Directory, DirectoryError};
 use hookline_core::formats;
 use hookline_core::queue::{DeliveryQueue, QueueError};
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord, Store, StoreError};
+use hookline_core::trace::{self, TraceParent};
 use hookline_core::{ContentType, DeliveryId, Event, EventId, EventSource, Product, WebhookId};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -23,6 +24,10 @@ pub struct IncomingEvent {
     pub content_type: Option<String>,
     pub payload: Bytes,
     pub source: EventSource,
+    /// Span of the source's work on this event (the Kafka record or the
+    /// ingest request), parent of the event's span. [`tracing::Span::none`]
+    /// when traces are not exported.
+    pub span: tracing::Span,
 }
 
 /// An event that is stored and whose tasks are all enqueued.
@@ -204,6 +209,10 @@ impl Creator {
         &self.store
     }
 
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
     /// Accepts a batch of events. Each entry of the result matches the input
     /// at the same index. `Err` means nothing in the batch may be acknowledged.
     pub async fn accept(
@@ -213,12 +222,15 @@ impl Creator {
         let mut results: Vec<Option<Result<Accepted, Rejected>>> = vec![None; batch.len()];
         let mut new_events = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());
+        // Each event's span stays open until its tasks are enqueued.
+        let mut event_spans = Vec::with_capacity(batch.len());
 
         for (index, incoming) in batch.into_iter().enumerate() {
             match self.prepare(incoming).await? {
-                Ok(new_event) => {
+                Ok((new_event, span)) => {
                     new_events.push(new_event);
                     positions.push(index);
+                    event_spans.push(span);
                 }
                 Err(rejected) => results[index] = Some(Err(rejected)),
             }
@@ -231,6 +243,7 @@ impl Creator {
         for (position, accepted) in positions.into_iter().zip(accepted) {
             results[position] = Some(Ok(accepted));
         }
+        drop(event_spans);
         count_results(&results);
         Ok(results
             .into_iter()
@@ -350,12 +363,13 @@ impl Creator {
         Ok(accepted)
     }
 
-    /// Checks one incoming event and fans it out. The outer `Result` is a
-    /// backend failure, the inner one the event's own fault.
+    /// Checks one incoming event and fans it out, and opens the event's
+    /// span. The outer `Result` is a backend failure, the inner one the
+    /// event's own fault.
     async fn prepare(
         &self,
         incoming: IncomingEvent,
-    ) -> Result<Result<NewEvent, Rejected>, CreatorError> {
+    ) -> Result<Result<(NewEvent, tracing::Span), Rejected>, CreatorError> {
         let Some(product) = self.product(&incoming.product).await? else {
             return Ok(Err(Rejected::UnknownProduct(incoming.product)));
         };
@@ -369,8 +383,11 @@ impl Creator {
         let subscribers = self.directory.subscribers(&product.name).await?;
         let id = EventId::generate();
         let key = incoming.idempotency_key.unwrap_or_else(|| id.to_string());
+        let webhook_id = WebhookId::derive(&product.name, &key);
+        let span = event_span(&incoming.span, &product.name, &id, &webhook_id);
+        span.record("hookline.deliveries", subscribers.len());
         let event = Event {
-            webhook_id: WebhookId::derive(&product.name, &key),
+            webhook_id,
             id,
             product: product.name,
             idempotency_key: key,
@@ -378,12 +395,13 @@ impl Creator {
             payload: incoming.payload,
             source: incoming.source,
             received_at: OffsetDateTime::now_utc(),
+            traceparent: TraceParent::of_span(&span),
         };
         let deliveries = subscribers
             .iter()
             .map(|application| (DeliveryId::generate(), application.clone()))
             .collect();
-        Ok(Ok(NewEvent { event, deliveries }))
+        Ok(Ok((NewEvent { event, deliveries }, span)))
     }
 
     fn check(&self, product: &Product, incoming: &IncomingEvent) -> Result<(), Rejected> {
@@ -474,6 +492,27 @@ fn tasks_of(new_event: &NewEvent) -> impl Iterator<Item = hookline_core::queue::
                 content_type: event.content_type,
                 payload: event.payload.clone(),
                 attempts_made: 0,
+                traceparent: event.traceparent.map(Box::new),
             },
         )
+}
+
+/// Opens the span of one accepted event as a child of its source's span.
+/// The span ends as soon as it is dropped, but its context is stored with
+/// the event, so the delivery attempts become its children.
+fn event_span(
+    parent: &tracing::Span,
+    product: &str,
+    event_id: &EventId,
+    webhook_id: &WebhookId,
+) -> tracing::Span {
+    tracing::info_span!(
+        target: trace::TARGET,
+        parent: parent,
+        "hookline.event",
+        hookline.product = product,
+        hookline.event_id = %event_id,
+        hookline.webhook_id = %webhook_id,
+        hookline.deliveries = tracing::field::Empty,
+    )
 }

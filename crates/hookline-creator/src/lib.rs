@@ -7,9 +7,15 @@
 //! [`Creator::accept`] returned it as accepted, so a crash at any point loses
 //! nothing: the source redelivers, and deduplication finds the stored event
 //! and finishes its enqueueing.
+//!
+//! [`Creator`] also implements
+//! [`hookline_core::formats::avro_json::AvroJsonConverter`], so that a
+//! dispatcher converts Avro payloads to JSON with the schemas the creator
+//! validates with.
 
 mod batcher;
 mod creator;
+mod json_conversion;
 mod registry;
 mod validation;
 

@@ -3,7 +3,9 @@
 
 use crate::registry::{RegistryError, SchemaRegistry};
 use crate::Rejected;
+use bytes::Bytes;
 use hookline_core::content::PayloadError;
+use hookline_core::formats::avro_json::{self, ConversionError};
 use hookline_core::formats::{avro, CompiledSchema};
 use hookline_core::{ContentType, Product};
 use std::collections::HashMap;
@@ -70,6 +72,42 @@ impl Validator {
             Err(rejected) => return Ok(Err(rejected.into())),
         };
         Ok(avro::decode(&schema, datum).map_err(Rejected::from))
+    }
+
+    /// Converts a payload of the Avro product `product` to JSON, with the
+    /// product's schema or the registry's schema for the payload's id. The
+    /// outer error means that the schema registry request failed.
+    pub(crate) async fn avro_to_json(
+        &self,
+        product: &Product,
+        payload: &[u8],
+    ) -> Result<Result<Bytes, ConversionError>, RegistryError> {
+        let failed = |reason: &dyn std::fmt::Display| Ok(Err(ConversionError(reason.to_string())));
+        if let Some(text) = &product.schema {
+            return match self.compiled(product, text) {
+                Ok(schema) => match &*schema {
+                    CompiledSchema::Avro(schema) => Ok(avro_json::datum_to_json(schema, payload)),
+                    CompiledSchema::Json(_) => failed(&format!(
+                        "product {:?} takes {}, not Avro",
+                        product.name, product.content_type
+                    )),
+                },
+                Err(rejected) => failed(&rejected),
+            };
+        }
+        let Some((id, datum)) = avro::split_wire_format(payload) else {
+            return failed(&PayloadError::MissingSchemaId);
+        };
+        let Some(registry) = &self.registry else {
+            return failed(&Rejected::NoSchemaRegistry {
+                product: product.name.clone(),
+                schema_id: id,
+            });
+        };
+        match registry.schema(id).await? {
+            Ok(schema) => Ok(avro_json::datum_to_json(&schema, datum)),
+            Err(rejected) => failed(&rejected),
+        }
     }
 
     /// Returns the product's compiled schema, compiling it when the text

@@ -94,6 +94,7 @@ fn event(product: &str, payload: Vec<u8>) -> IncomingEvent {
         content_type: None,
         payload: Bytes::from(payload),
         source: EventSource::Http,
+        span: tracing::Span::none(),
     }
 }
 

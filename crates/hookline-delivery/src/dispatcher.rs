@@ -2,6 +2,8 @@
 //! limit, attempt them concurrently, decide retry or dead letter, and pass
 //! outcomes to the recorder.
 
+mod attempt_span;
+mod avro_json;
 mod health;
 mod outcome;
 mod resume;
@@ -11,6 +13,7 @@ use crate::egress::{Egress, EgressOutcome};
 use crate::recorder::{self, Finished};
 use crate::retry_policy::SharedRetryPolicy;
 use hookline_core::directory::{Directory, Endpoint};
+use hookline_core::formats::avro_json::AvroJsonConverter;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::queue::{DeliveryQueue, Leased, Settlement};
 use hookline_core::store::Store;
@@ -21,6 +24,7 @@ use throttle::Admission;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Settings of the dispatcher (`dispatcher.*` and `retry.*`).
 #[derive(Debug, Clone)]
@@ -85,6 +89,8 @@ pub struct Dispatcher {
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Failure streaks of endpoints as this process last saw them.
     health: health::HealthBook,
+    /// Converts Avro payloads for applications that receive JSON.
+    avro_json: std::sync::OnceLock<Arc<dyn AvroJsonConverter>>,
 }
 
 impl Dispatcher {
@@ -119,6 +125,7 @@ impl Dispatcher {
             settings,
             endpoints: Mutex::new(HashMap::new()),
             health: health::HealthBook::default(),
+            avro_json: std::sync::OnceLock::new(),
         })
     }
 
@@ -232,6 +239,14 @@ impl Dispatcher {
             // Deliveries of a disabled application are kept until it is enabled.
             return self.postpone(lease, self.settings.disabled_recheck);
         }
+        // A copy of the task with the payload as this application receives
+        // it; the queue keeps the producer's bytes for later attempts.
+        let converted = match self.convert_payload(&lease.task).await {
+            avro_json::Payload::AsProduced => None,
+            avro_json::Payload::Converted(task) => Some(task),
+            avro_json::Payload::Postpone(delay) => return self.postpone(lease, delay),
+            avro_json::Payload::Failed(error) => return self.conversion_failed(lease, error),
+        };
 
         // Waiting briefly for a busy endpoint keeps its pipeline full; waiting
         // longer would let one slow endpoint hold every global slot.
@@ -252,7 +267,14 @@ impl Dispatcher {
                 Admission::Done(finished) => return *finished,
             }
         };
-        let report = match self.egress.try_attempt(&lease.task, &endpoint).await {
+        let span = attempt_span::open(&lease.task);
+        let outcome = self
+            .egress
+            .try_attempt(converted.as_ref().unwrap_or(&lease.task), &endpoint)
+            .instrument(span.clone())
+            .await;
+        attempt_span::record(&span, &outcome);
+        let report = match outcome {
             EgressOutcome::Attempted(report) => report,
             EgressOutcome::NotSent(not_sent) => return self.not_sent(lease, &endpoint, not_sent),
         };

@@ -9,6 +9,7 @@ use crate::gateway_protocol::{AttemptRequest, AttemptResponse, GatewayErrorBody,
 use async_trait::async_trait;
 use hookline_core::directory::Endpoint;
 use hookline_core::queue::DeliveryTask;
+use hookline_core::trace::{TraceParent, TRACEPARENT_HEADER};
 use hookline_core::AttemptResult;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -86,13 +87,15 @@ impl GatewayEgress {
     /// Both copies carry the same idempotency key and `webhook-id`.
     pub async fn forward(&self, task: &DeliveryTask) -> EgressOutcome {
         let request = AttemptRequest::V1(task.clone());
-        let sent = self
+        let mut builder = self
             .client
             .post(self.attempts_url.clone())
-            .bearer_auth(&self.token)
-            .json(&request)
-            .send()
-            .await;
+            .bearer_auth(&self.token);
+        // The gateway's span becomes a child of the attempt's span.
+        if let Some(parent) = TraceParent::of_span(&tracing::Span::current()) {
+            builder = builder.header(TRACEPARENT_HEADER, parent.to_string());
+        }
+        let sent = builder.json(&request).send().await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {

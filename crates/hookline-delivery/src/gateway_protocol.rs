@@ -119,6 +119,7 @@ mod tests {
             content_type: ContentType::Json,
             payload: Bytes::from_static(b"{}"),
             attempts_made: 2,
+            traceparent: None,
         };
         let json = serde_json::to_value(AttemptRequest::V1(task.clone())).unwrap();
         assert_eq!(json["version"], "1");

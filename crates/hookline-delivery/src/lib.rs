@@ -9,7 +9,9 @@
 //! - [`gateway_egress`] is the egress of a dispatcher that sends through the
 //!   egress gateway, and [`gateway_protocol`] the JSON both sides exchange.
 //! - [`dispatcher`] leases tasks, bounds concurrency globally and per
-//!   endpoint, and hands outcomes to [`recorder`], which writes them in batches.
+//!   endpoint, converts Avro payloads to JSON for applications whose
+//!   `avro_format` is `json`, and hands outcomes to [`recorder`], which
+//!   writes them in batches.
 
 pub mod client;
 pub mod dispatcher;

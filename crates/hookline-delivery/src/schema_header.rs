@@ -9,6 +9,7 @@ pub const SCHEMA_ID_HEADER: &str = "webhook-schema-id";
 
 /// Returns the schema id of an Avro payload in the schema-registry wire
 /// format. The payload itself is sent unchanged, wire-format header included.
+/// A payload converted to JSON has the content type JSON, so it gets none.
 ///
 /// NOTE: the id is read from the payload, so a raw Avro datum (of a product
 /// with its own schema) that starts with a zero byte and has at least 5
@@ -37,6 +38,7 @@ mod tests {
             content_type,
             payload: Bytes::from_static(payload),
             attempts_made: 0,
+            traceparent: None,
         }
     }
 

@@ -93,6 +93,7 @@ impl Sender {
             content_type: ContentType::Json,
             payload: Bytes::from_static(br#"{"order":"1001"}"#),
             attempts_made: 0,
+            traceparent: None,
         };
         let endpoint = Endpoint {
             application_id: task.application_id.clone(),

@@ -7,15 +7,16 @@
 //! limiter failure).
 
 use crate::auth::authorize;
-use crate::{Gateway, GatewayError};
+use crate::{spans, Gateway, GatewayError};
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
 use hookline_core::directory::Endpoint;
 use hookline_core::queue::DeliveryTask;
 use hookline_delivery::gateway_protocol::{AttemptRequest, AttemptResponse};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Handles one attempt request.
 pub async fn handle(
@@ -23,7 +24,15 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<AttemptResponse>, GatewayError> {
-    let result = attempt(&gateway, &headers, &body).await;
+    let span = spans::attempt(&headers);
+    let result = attempt(&gateway, &headers, &body)
+        .instrument(span.clone())
+        .await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(error) => error.status(),
+    };
+    spans::record_status(&span, status);
     let outcome = match &result {
         Ok(_) => "sent",
         Err(GatewayError::RateLimited { .. }) => "rate_limited",
@@ -42,6 +51,10 @@ async fn attempt(
     let request: AttemptRequest = serde_json::from_slice(body)
         .map_err(|error| GatewayError::InvalidRequest(error.to_string()))?;
     let task = request.task();
+    let span = tracing::Span::current();
+    span.record("hookline.delivery_id", task.delivery_id.as_str());
+    span.record("hookline.application_id", task.application_id.as_str());
+    span.record("hookline.attempt", task.attempts_made + 1);
     let endpoint = lookup(gateway, task).await?;
     if let Some(limiter) = &gateway.limiter {
         let period_override = gateway.period_override;
@@ -49,6 +62,9 @@ async fn attempt(
     }
 
     let report = gateway.egress.attempt(task, &endpoint).await;
+    if let hookline_core::AttemptResult::Response { status } = report.result {
+        span.record("hookline.consumer_status", status);
+    }
     tracing::debug!(
         delivery_id = %task.delivery_id,
         application_id = %task.application_id,

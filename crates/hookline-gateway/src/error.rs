@@ -41,7 +41,7 @@ pub enum GatewayError {
 const BACKEND_RETRY_SECS: u64 = 5;
 
 impl GatewayError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) | Self::MissingHeader(_) | Self::InvalidHeader { .. } => {

@@ -25,6 +25,7 @@ mod error;
 mod limit;
 pub mod proxy;
 mod settings;
+mod spans;
 
 pub use error::GatewayError;
 pub use settings::{BodyHmacSettings, GatewaySettings};

@@ -12,7 +12,7 @@
 //! application to count against.
 
 use crate::auth::authorize;
-use crate::{Gateway, GatewayError};
+use crate::{spans, Gateway, GatewayError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, Method};
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use hookline_core::signing::body_hmac;
 use std::error::Error as _;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Header that names the destination URL.
 pub const WEBHOOK_URL_HEADER: &str = "webhook-url";
@@ -49,7 +50,15 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
-    let result = forward(&gateway, method, &headers, body).await;
+    let span = spans::proxy(&method, &headers);
+    let result = forward(&gateway, method, &headers, body)
+        .instrument(span.clone())
+        .await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(error) => error.status(),
+    };
+    spans::record_status(&span, status);
     let outcome = match &result {
         Ok(_) => "forwarded",
         Err(GatewayError::UpstreamFailed { .. } | GatewayError::UpstreamTimeout { .. }) => {

@@ -114,6 +114,7 @@ fn task(application: &ApplicationId) -> DeliveryTask {
         content_type: ContentType::Json,
         payload: Bytes::from_static(br#"{"order":1}"#),
         attempts_made: 0,
+        traceparent: None,
     }
 }
 

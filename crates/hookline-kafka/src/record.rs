@@ -3,6 +3,7 @@
 use crate::routes::Routes;
 use bytes::Bytes;
 use hookline_core::store::RejectedRecord;
+use hookline_core::trace::{self, TraceParent};
 use hookline_core::EventSource;
 use hookline_creator::{Accepted, IncomingEvent, Rejected};
 use rdkafka::message::{BorrowedMessage, Headers};
@@ -20,6 +21,8 @@ pub(crate) struct Record {
     key: Result<Option<String>, String>,
     /// `None` for a tombstone.
     payload: Option<Bytes>,
+    /// The record's `traceparent` header, read only while traces are exported.
+    traceparent: Option<TraceParent>,
 }
 
 impl Record {
@@ -40,13 +43,17 @@ impl Record {
                 "header {key_header:?} is not valid UTF-8 ({error}); the idempotency key must be text"
             )),
         };
-        Self::new(
+        let mut record = Self::new(
             message.topic().to_owned(),
             message.partition(),
             message.offset(),
             key,
             message.payload().map(Bytes::copy_from_slice),
-        )
+        );
+        if trace::export_enabled() {
+            record.traceparent = traceparent_header(message);
+        }
+        record
     }
 
     pub(crate) fn new(
@@ -62,7 +69,28 @@ impl Record {
             offset,
             key,
             payload,
+            traceparent: None,
         }
+    }
+
+    /// Opens the span of consuming this record for `product`. It continues
+    /// the producer's trace when the record has a valid `traceparent`.
+    fn consume_span(&self, product: &str) -> tracing::Span {
+        let span = tracing::info_span!(
+            target: trace::TARGET,
+            "kafka.consume",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.topic,
+            messaging.destination.partition.id = self.partition,
+            messaging.kafka.offset = self.offset,
+            hookline.product = product,
+        );
+        if let Some(parent) = &self.traceparent {
+            parent.adopt_into(&span);
+        }
+        span
     }
 
     /// The key that an event of this record gets: the header's value, or
@@ -158,6 +186,18 @@ impl Batch {
     }
 }
 
+/// Reads the last `traceparent` header. W3C Trace Context requires an
+/// invalid value to be ignored, so the record then starts a new trace.
+fn traceparent_header(message: &BorrowedMessage<'_>) -> Option<TraceParent> {
+    let headers = message.headers()?;
+    let value = headers
+        .iter()
+        .filter(|header| header.key == trace::TRACEPARENT_HEADER)
+        .last()?
+        .value?;
+    TraceParent::parse(std::str::from_utf8(value).ok()?)
+}
+
 fn event_of(record: &Record, product: &str) -> Result<IncomingEvent, String> {
     let Some(payload) = &record.payload else {
         return Err("record has a null value (tombstone); an event needs a payload".to_owned());
@@ -179,6 +219,7 @@ fn event_of(record: &Record, product: &str) -> Result<IncomingEvent, String> {
             partition: record.partition,
             offset: record.offset,
         },
+        span: record.consume_span(product),
     })
 }
 

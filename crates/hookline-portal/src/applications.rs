@@ -523,6 +523,7 @@ async fn enqueue_test_event(
         payload: payload.clone(),
         source: EventSource::Http,
         received_at: now,
+        traceparent: None,
     };
     let new_event = NewEvent {
         event,
@@ -545,6 +546,7 @@ async fn enqueue_test_event(
         content_type,
         payload,
         attempts_made: 0,
+        traceparent: None,
     };
     state.queue.enqueue(vec![task]).await?;
     state

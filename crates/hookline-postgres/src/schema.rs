@@ -9,6 +9,8 @@ use crate::migration_4::VERSION_4;
 use crate::migration_5::VERSION_5;
 use crate::migration_6::VERSION_6;
 use crate::migration_7::VERSION_7;
+use crate::migration_8::VERSION_8;
+use crate::migration_9::VERSION_9;
 use hookline_core::store::StoreError;
 use sqlx::{PgConnection, PgPool};
 
@@ -25,6 +27,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, VERSION_5),
     (6, VERSION_6),
     (7, VERSION_7),
+    (8, VERSION_8),
+    (9, VERSION_9),
 ];
 
 /// Key of the transaction-level advisory lock that serializes migrations and

@@ -4,7 +4,7 @@ mod common;
 
 use common::{application, database_url, fixture, product, TestSchema, PRODUCT};
 use hookline_core::store::{Store, StoreError};
-use hookline_core::{ApplicationId, ApplicationState, ContentType};
+use hookline_core::{ApplicationId, ApplicationState, AvroFormat, ContentType};
 use hookline_postgres::PgBackend;
 
 #[tokio::test]
@@ -184,4 +184,38 @@ async fn connect_creates_missing_schema() {
     assert_eq!(tables, 1, "migration created its tables in the schema");
     pool.close().await;
     backend.close().await;
+}
+
+#[tokio::test]
+async fn avro_format_defaults_to_binary_and_changes() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let existing = fixture.application.id.clone();
+    let converted = application(PRODUCT, "json-consumer");
+    store
+        .create_application_with_avro_format(&converted, AvroFormat::Json)
+        .await
+        .unwrap();
+    let missing = ApplicationId::generate();
+
+    let ids = [existing.clone(), converted.id.clone(), missing.clone()];
+    let formats = store.avro_formats(&ids).await.unwrap();
+    assert_eq!(formats.get(&existing), Some(&AvroFormat::Binary));
+    assert_eq!(formats.get(&converted.id), Some(&AvroFormat::Json));
+    assert_eq!(formats.get(&missing), None);
+
+    assert!(store
+        .set_avro_format(&existing, AvroFormat::Json)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_avro_format(&missing, AvroFormat::Json)
+        .await
+        .unwrap());
+    let formats = store
+        .avro_formats(std::slice::from_ref(&existing))
+        .await
+        .unwrap();
+    assert_eq!(formats.get(&existing), Some(&AvroFormat::Json));
+    assert!(store.avro_formats(&[]).await.unwrap().is_empty());
 }

@@ -22,7 +22,7 @@ async fn migrate_again_changes_nothing() {
     fixture.backend.migrate().await.unwrap();
 
     let pool = fixture.schema.raw_pool().await;
-    assert_eq!(versions(&pool).await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&pool).await, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let stored = fixture.backend.store().products().await.unwrap();
     assert_eq!(stored.len(), 1, "data survives a second migration");
     pool.close().await;
@@ -39,7 +39,7 @@ async fn concurrent_connects_and_migrations_apply_once() {
     }
 
     let pool = schema.raw_pool().await;
-    assert_eq!(versions(&pool).await, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions(&pool).await, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     backends[0]
         .store()
         .create_product(&product("order-created"))

@@ -3,7 +3,7 @@
 use crate::bus::InvalidationBus;
 use async_trait::async_trait;
 use hookline_core::directory::{Directory, DirectoryError, Endpoint};
-use hookline_core::ApplicationId;
+use hookline_core::{ApplicationId, AvroFormat};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,10 @@ impl Directory for SharedDirectory {
         application: &ApplicationId,
     ) -> Result<Option<Arc<Endpoint>>, DirectoryError> {
         self.inner.endpoint(application).await
+    }
+
+    async fn avro_format(&self, application: &ApplicationId) -> Result<AvroFormat, DirectoryError> {
+        self.inner.avro_format(application).await
     }
 
     /// Clears the local cache at once and publishes in a spawned task, so

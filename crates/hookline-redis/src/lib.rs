@@ -3,6 +3,8 @@
 //! notifications ([`InvalidationBus`], [`SharedDirectory`]), the
 //! per-application rate-limit counters ([`RedisRateLimiter`]) and the
 //! portal's count of password checks per email ([`RedisSignInLimiter`]).
+//! [`RedisClient::get_value`] and [`RedisClient::set_value`] keep values
+//! with an expiry for caches that replicas share.
 //!
 //! One [`RedisClient`] serves all of them. Each command waits at most
 //! [`RedisSettings::command_timeout`], so a dead Redis makes a call fail
@@ -28,8 +30,9 @@
 //!
 //! # Commands and Infinispan compatibility
 //!
-//! The crate sends only `PING`, `MGET`, `SET key value NX PX ms` (several in
-//! one pipeline, without `MULTI`), `PUBLISH`, `SUBSCRIBE`, `DEL`, and
+//! The crate sends only `PING`, `GET`, `MGET`, `SET key value PX ms`,
+//! `SET key value NX PX ms` (several in one pipeline, without `MULTI`),
+//! `PUBLISH`, `SUBSCRIBE`, `DEL`, and
 //! `EVALSHA` and `EVAL` for the rate limiter's Lua script (which calls
 //! `TIME`, `HGET`, `HSET`, `HINCRBY` and `PEXPIRE`) and the sign-in
 //! limiter's (which calls `TIME`, `ZREMRANGEBYSCORE`, `ZCARD`, `ZRANGE`,
@@ -66,6 +69,7 @@ mod dedup;
 mod directory;
 mod limiter;
 mod signin;
+mod values;
 
 pub use bus::InvalidationBus;
 pub use client::{RedisClient, RedisError, RedisSettings};

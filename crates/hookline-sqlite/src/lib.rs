@@ -17,6 +17,8 @@ mod migration_4;
 mod migration_5;
 mod migration_6;
 mod migration_7;
+mod migration_8;
+mod migration_9;
 mod queue;
 mod schema;
 mod secret_key;

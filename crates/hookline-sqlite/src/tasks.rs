@@ -4,6 +4,7 @@
 use crate::codec::parse_content_type;
 use bytes::Bytes;
 use hookline_core::queue::DeliveryTask;
+use hookline_core::trace::TraceParent;
 use hookline_core::{ApplicationId, DeliveryId, EventId, WebhookId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -17,7 +18,7 @@ macro_rules! task_select {
         concat!(
             "SELECT d.id, d.event_id, d.application_id, e.product, ",
             "COALESCE(d.webhook_id, e.webhook_id) AS webhook_id, e.idempotency_key, ",
-            "e.content_type, e.payload ",
+            "e.content_type, e.payload, e.traceparent ",
             "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id ",
             $tail
         )
@@ -26,7 +27,7 @@ macro_rules! task_select {
         concat!(
             "SELECT d.id, d.event_id, d.application_id, e.product, ",
             "COALESCE(d.webhook_id, e.webhook_id) AS webhook_id, e.idempotency_key, ",
-            "e.content_type, e.payload, q.attempts_made ",
+            "e.content_type, e.payload, e.traceparent, q.attempts_made ",
             "FROM deliveries AS d JOIN events AS e ON e.id = d.event_id ",
             $tail
         )
@@ -41,6 +42,7 @@ pub(crate) fn task_from_row(
 ) -> Result<DeliveryTask, sqlx::Error> {
     let content_type: &str = row.try_get(6)?;
     let payload: Vec<u8> = row.try_get(7)?;
+    let traceparent: Option<&str> = row.try_get("traceparent")?;
     Ok(DeliveryTask {
         delivery_id: DeliveryId::from_stored(row.try_get(0)?),
         event_id: EventId::from_stored(row.try_get(1)?),
@@ -51,5 +53,7 @@ pub(crate) fn task_from_row(
         content_type: parse_content_type(content_type)?,
         payload: Bytes::from(payload),
         attempts_made,
+        // A value that no longer parses only loses the link to the trace.
+        traceparent: traceparent.and_then(TraceParent::parse).map(Box::new),
     })
 }

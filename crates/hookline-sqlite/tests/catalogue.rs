@@ -4,7 +4,7 @@ mod common;
 
 use common::{application, fixture, product, PRODUCT};
 use hookline_core::store::{Store, StoreError};
-use hookline_core::{ApplicationId, ApplicationState, ContentType};
+use hookline_core::{ApplicationId, ApplicationState, AvroFormat, ContentType};
 
 #[tokio::test]
 async fn product_round_trips() {
@@ -142,4 +142,38 @@ async fn application_of_unknown_product_fails() {
 async fn ping_succeeds_on_open_backend() {
     let fixture = fixture().await;
     fixture.backend.store().ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn avro_format_defaults_to_binary_and_changes() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let existing = fixture.application.id.clone();
+    let converted = application(PRODUCT, "json-consumer");
+    store
+        .create_application_with_avro_format(&converted, AvroFormat::Json)
+        .await
+        .unwrap();
+    let missing = ApplicationId::generate();
+
+    let ids = [existing.clone(), converted.id.clone(), missing.clone()];
+    let formats = store.avro_formats(&ids).await.unwrap();
+    assert_eq!(formats.get(&existing), Some(&AvroFormat::Binary));
+    assert_eq!(formats.get(&converted.id), Some(&AvroFormat::Json));
+    assert_eq!(formats.get(&missing), None);
+
+    assert!(store
+        .set_avro_format(&existing, AvroFormat::Json)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_avro_format(&missing, AvroFormat::Json)
+        .await
+        .unwrap());
+    let formats = store
+        .avro_formats(std::slice::from_ref(&existing))
+        .await
+        .unwrap();
+    assert_eq!(formats.get(&existing), Some(&AvroFormat::Json));
+    assert!(store.avro_formats(&[]).await.unwrap().is_empty());
 }

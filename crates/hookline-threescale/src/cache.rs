@@ -7,9 +7,12 @@
 //! backoff, so an outage of 3scale costs one timeout per backoff, not one
 //! per lookup. Callers that find a load under way serve the old value
 //! instead of waiting for it.
+//!
+//! A load may also return a copy that another process read earlier, such
+//! as the list in Redis. The copy keeps its age, so it counts as fresh, and
+//! then as servable, only for what is left of the TTL and of `stale_for`.
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,11 +26,66 @@ pub(crate) struct CachePolicy {
     pub(crate) backoff: Duration,
 }
 
+/// The result of a load that produced a value.
+pub(crate) enum Loaded<T> {
+    /// A value that was `age` old when the load returned: zero when read
+    /// from the source, more for a copy that another process read earlier.
+    Value { value: T, age: Duration },
+    /// Another process is reading the source. `value`, a copy `age` old, is
+    /// served and no load starts before `retry_in` has passed.
+    Deferred {
+        value: T,
+        age: Duration,
+        retry_in: Duration,
+    },
+}
+
+impl<T> Loaded<T> {
+    /// Wraps a value read from the source just now.
+    pub(crate) fn fresh(value: T) -> Self {
+        Self::Value {
+            value,
+            age: Duration::ZERO,
+        }
+    }
+}
+
+/// A failed load, with an older copy to serve when one was found.
+pub(crate) struct Failed<T> {
+    pub(crate) error: String,
+    /// A copy of the value and its age. It replaces the cached value when
+    /// it is younger.
+    pub(crate) fallback: Option<(T, Duration)>,
+}
+
+impl<T> Failed<T> {
+    pub(crate) fn new(error: impl ToString) -> Self {
+        Self {
+            error: error.to_string(),
+            fallback: None,
+        }
+    }
+}
+
+/// A cached value and how old it is.
+struct Entry<T> {
+    value: Arc<T>,
+    stored_at: Instant,
+    /// Age of the value when it was stored.
+    age_at_store: Duration,
+}
+
+impl<T> Entry<T> {
+    fn age(&self) -> Duration {
+        self.age_at_store + self.stored_at.elapsed()
+    }
+}
+
 struct Slot<T> {
-    value: Option<(Arc<T>, Instant)>,
+    entry: Option<Entry<T>>,
     /// Set by [`StaleCache::expire`]: reload on next use even within the TTL.
     expired: bool,
-    /// After a failed load, no new load starts before this instant.
+    /// After a failed or deferred load, no new load starts before this instant.
     retry_at: Option<Instant>,
     last_error: Option<String>,
 }
@@ -35,10 +93,27 @@ struct Slot<T> {
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Self {
-            value: None,
+            entry: None,
             expired: false,
             retry_at: None,
             last_error: None,
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Replaces the entry with `value` unless the entry is younger.
+    fn offer(&mut self, value: T, age: Duration) {
+        let younger = match &self.entry {
+            Some(entry) => age < entry.age(),
+            None => true,
+        };
+        if younger {
+            self.entry = Some(Entry {
+                value: Arc::new(value),
+                stored_at: Instant::now(),
+                age_at_store: age,
+            });
         }
     }
 }
@@ -63,11 +138,10 @@ impl<T> StaleCache<T> {
     /// Returns the value of `key`, loading it with `load` when it is older
     /// than the TTL. Fails with the load's message only when no value young
     /// enough to serve stale exists.
-    pub(crate) async fn get<F, Fut, E>(&self, key: u64, load: F) -> Result<Arc<T>, String>
+    pub(crate) async fn get<F, Fut>(&self, key: u64, load: F) -> Result<Arc<T>, String>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Display,
+        Fut: Future<Output = Result<Loaded<T>, Failed<T>>>,
     {
         if let Some(fresh) = self.fresh(key) {
             return Ok(fresh);
@@ -91,8 +165,13 @@ impl<T> StaleCache<T> {
             return waiting;
         }
         match load().await {
-            Ok(value) => Ok(self.store(key, value)),
-            Err(error) => self.fail(key, error.to_string()),
+            Ok(Loaded::Value { value, age }) => Ok(self.store(key, value, age)),
+            Ok(Loaded::Deferred {
+                value,
+                age,
+                retry_in,
+            }) => self.defer(key, value, age, retry_in),
+            Err(failure) => self.fail(key, failure),
         }
     }
 
@@ -108,8 +187,8 @@ impl<T> StaleCache<T> {
     fn fresh(&self, key: u64) -> Option<Arc<T>> {
         let slots = self.slots.lock().expect("cache lock");
         let slot = slots.get(&key)?;
-        let (value, loaded_at) = slot.value.as_ref()?;
-        (!slot.expired && loaded_at.elapsed() < self.policy.ttl).then(|| value.clone())
+        let entry = slot.entry.as_ref()?;
+        (!slot.expired && entry.age() < self.policy.ttl).then(|| entry.value.clone())
     }
 
     /// Returns the value to serve while the last failure's backoff runs, or
@@ -124,8 +203,8 @@ impl<T> StaleCache<T> {
 
     fn servable(&self, key: u64) -> Option<Arc<T>> {
         let slots = self.slots.lock().expect("cache lock");
-        let (value, loaded_at) = slots.get(&key)?.value.as_ref()?;
-        (loaded_at.elapsed() < self.policy.stale_for).then(|| value.clone())
+        let entry = slots.get(&key)?.entry.as_ref()?;
+        (entry.age() < self.policy.stale_for).then(|| entry.value.clone())
     }
 
     fn serve_stale(&self, key: u64) -> Result<Arc<T>, String> {
@@ -142,34 +221,59 @@ impl<T> StaleCache<T> {
         }
     }
 
-    fn store(&self, key: u64, value: T) -> Arc<T> {
+    fn store(&self, key: u64, value: T, age: Duration) -> Arc<T> {
         let value = Arc::new(value);
         let mut slots = self.slots.lock().expect("cache lock");
         let slot = slots.entry(key).or_default();
-        if slot.retry_at.is_some() {
+        if slot.last_error.is_some() {
             tracing::info!(
                 service = key,
                 "3scale answers again; applications refreshed"
             );
         }
         *slot = Slot {
-            value: Some((value.clone(), Instant::now())),
+            entry: Some(Entry {
+                value: value.clone(),
+                stored_at: Instant::now(),
+                age_at_store: age,
+            }),
             ..Slot::default()
         };
         metrics::counter!("hookline_threescale_refresh_total", "result" => "ok").increment(1);
         value
     }
 
-    fn fail(&self, key: u64, error: String) -> Result<Arc<T>, String> {
+    /// Keeps the younger of `value` and the cached value, and serves it
+    /// without loading until `retry_in` has passed.
+    fn defer(
+        &self,
+        key: u64,
+        value: T,
+        age: Duration,
+        retry_in: Duration,
+    ) -> Result<Arc<T>, String> {
+        {
+            let mut slots = self.slots.lock().expect("cache lock");
+            let slot = slots.entry(key).or_default();
+            slot.offer(value, age);
+            slot.expired = false;
+            slot.retry_at = Some(Instant::now() + retry_in);
+        }
+        self.serve_stale(key)
+    }
+
+    fn fail(&self, key: u64, failure: Failed<T>) -> Result<Arc<T>, String> {
         metrics::counter!("hookline_threescale_refresh_total", "result" => "error").increment(1);
+        let Failed { error, fallback } = failure;
         let age = {
             let mut slots = self.slots.lock().expect("cache lock");
             let slot = slots.entry(key).or_default();
+            if let Some((value, age)) = fallback {
+                slot.offer(value, age);
+            }
             slot.retry_at = Some(Instant::now() + self.policy.backoff);
             slot.last_error = Some(error.clone());
-            slot.value
-                .as_ref()
-                .map(|(_, loaded_at)| loaded_at.elapsed())
+            slot.entry.as_ref().map(Entry::age)
         };
         let serving = matches!(age, Some(age) if age < self.policy.stale_for);
         tracing::warn!(
@@ -201,12 +305,22 @@ mod tests {
         })
     }
 
-    async fn ok(value: u32) -> Result<u32, String> {
-        Ok(value)
+    type Outcome = Result<Loaded<u32>, Failed<u32>>;
+
+    async fn ok(value: u32) -> Outcome {
+        Ok(Loaded::fresh(value))
     }
 
-    async fn failing() -> Result<u32, String> {
-        Err("HTTP 500".to_owned())
+    async fn failing() -> Outcome {
+        Err(Failed::new("HTTP 500"))
+    }
+
+    /// Fails and offers a copy `age_ms` old.
+    async fn failing_with_copy(value: u32, age_ms: u64) -> Outcome {
+        Err(Failed {
+            error: "HTTP 500".to_owned(),
+            fallback: Some((value, Duration::from_millis(age_ms))),
+        })
     }
 
     #[tokio::test]
@@ -224,9 +338,7 @@ mod tests {
         cache.get(1, || ok(1)).await.unwrap();
         assert_eq!(*cache.get(1, failing).await.unwrap(), 1);
         // Within the backoff the loader is not called at all.
-        let value = cache.get(1, || async {
-            panic!("no load during backoff") as Result<u32, String>
-        });
+        let value = cache.get(1, || async { panic!("no load during backoff") as Outcome });
         assert_eq!(*value.await.unwrap(), 1);
     }
 
@@ -242,5 +354,61 @@ mod tests {
         cache.get(1, || ok(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(cache.get(1, failing).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn failure_without_value_serves_younger_copy() {
+        let cache = cache(0, 60_000, 0);
+        assert_eq!(
+            *cache.get(1, || failing_with_copy(7, 100)).await.unwrap(),
+            7
+        );
+    }
+
+    #[tokio::test]
+    async fn older_copy_does_not_replace_value() {
+        let cache = cache(0, 60_000, 0);
+        cache.get(1, || ok(1)).await.unwrap();
+        let served = cache.get(1, || failing_with_copy(7, 30_000)).await.unwrap();
+        assert_eq!(*served, 1);
+    }
+
+    #[tokio::test]
+    async fn copy_past_stale_for_is_not_served() {
+        let cache = cache(0, 1_000, 0);
+        assert!(cache.get(1, || failing_with_copy(7, 2_000)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn copy_keeps_its_age() {
+        // A copy 50 ms old with a TTL of 80 ms is fresh for 30 ms more.
+        let cache = cache(80, 60_000, 0);
+        let copy = || async {
+            Ok(Loaded::Value {
+                value: 7,
+                age: Duration::from_millis(50),
+            })
+        };
+        assert_eq!(*cache.get(1, copy).await.unwrap(), 7);
+        assert_eq!(*cache.get(1, || ok(8)).await.unwrap(), 7);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(*cache.get(1, || ok(9)).await.unwrap(), 9);
+    }
+
+    #[tokio::test]
+    async fn deferred_value_is_served_without_loading() {
+        let cache = cache(0, 60_000, 0);
+        let deferred = || async {
+            Ok(Loaded::Deferred {
+                value: 7,
+                age: Duration::from_millis(10),
+                retry_in: Duration::from_secs(60),
+            })
+        };
+        assert_eq!(*cache.get(1, deferred).await.unwrap(), 7);
+        let value = cache.get(1, || async {
+            panic!("no load while another process reads") as Outcome
+        });
+        assert_eq!(*value.await.unwrap(), 7);
     }
 }

@@ -2,13 +2,17 @@
 //! "threescale"`.
 
 use crate::api::{AdminApi, FetchError};
-use crate::cache::{CachePolicy, StaleCache};
+use crate::cache::{CachePolicy, Failed, Loaded, StaleCache};
 use crate::parse::{parse_application, parse_application_id, Missing, ParsedApplication};
+use crate::shared::SharedCache;
+use crate::snapshot::{ApplicationList, Snapshot};
 use crate::ThreescaleSettings;
 use async_trait::async_trait;
+use hookline_core::cipher::SecretCipher;
 use hookline_core::directory::{Directory, DirectoryError, Endpoint};
 use hookline_core::store::{Store, StoreError};
-use hookline_core::{Application, ApplicationId, ApplicationState, PlanLimit, SigningSecret};
+use hookline_core::{Application, ApplicationId, PlanLimit, SigningSecret};
+use hookline_redis::RedisClient;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
@@ -17,14 +21,6 @@ use time::OffsetDateTime;
 
 /// Maximum wait between loads while 3scale fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// The applications of one service, as last read.
-pub(crate) struct Snapshot {
-    /// Every application with a webhook URL and a secret, in any state.
-    endpoints: HashMap<ApplicationId, Arc<Endpoint>>,
-    /// The live ones, sorted by id.
-    subscribers: Arc<[ApplicationId]>,
-}
 
 /// A failed load of one service.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +41,8 @@ pub struct ThreescaleDirectory {
     settings: ThreescaleSettings,
     store: Arc<dyn Store>,
     cache: StaleCache<Snapshot>,
+    /// The Redis tier, set by [`ThreescaleDirectory::with_redis`].
+    shared: Option<SharedCache>,
     /// Fingerprint of each row written since the start, so unchanged rows
     /// are not written again.
     written: Mutex<HashMap<ApplicationId, u64>>,
@@ -82,16 +80,35 @@ impl ThreescaleDirectory {
         let policy = CachePolicy {
             ttl: settings.cache_ttl,
             stale_for: settings.stale_for,
-            backoff: settings.cache_ttl.min(MAX_BACKOFF),
+            backoff: backoff(&settings),
         };
         Ok(Self {
             api,
             settings,
             store,
             cache: StaleCache::new(policy),
+            shared: None,
             written: Mutex::new(HashMap::new()),
             warned: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Adds the Redis tier: each service's list is shared through `client`,
+    /// encrypted with the newest key of `cipher`, which every replica needs
+    /// too. Lookups then try this process's cache, then Redis, then 3scale.
+    pub fn with_redis(mut self, client: RedisClient, cipher: SecretCipher) -> Self {
+        // A claim outlives one request, so a slow refresh is rarely
+        // duplicated. While 3scale fails, it spaces the replicas' attempts
+        // as the backoff spaces one process's attempts.
+        let claim_for = backoff(&self.settings).max(self.settings.request_timeout);
+        self.shared = Some(SharedCache::new(
+            client,
+            cipher,
+            &self.settings,
+            self.store.clone(),
+            claim_for,
+        ));
+        self
     }
 
     async fn snapshot(&self, service: u64) -> Result<Arc<Snapshot>, DirectoryError> {
@@ -104,9 +121,21 @@ impl ThreescaleDirectory {
             })
     }
 
-    /// Reads the service's applications and plans, stores their rows and
-    /// builds the snapshot.
-    async fn load(&self, service: u64) -> Result<Snapshot, LoadError> {
+    /// Loads the service's list through the Redis tier when there is one,
+    /// else from 3scale.
+    async fn load(&self, service: u64) -> Result<Loaded<Snapshot>, Failed<Snapshot>> {
+        let Some(shared) = &self.shared else {
+            return match self.fetch(service).await {
+                Ok(list) => Ok(Loaded::fresh(list.into_snapshot())),
+                Err(error) => Err(Failed::new(error)),
+            };
+        };
+        shared.load(service, || self.fetch(service)).await
+    }
+
+    /// Reads the service's applications and plans from 3scale and stores
+    /// their rows.
+    async fn fetch(&self, service: u64) -> Result<ApplicationList, LoadError> {
         let product = self
             .settings
             .product_of(service)
@@ -131,7 +160,10 @@ impl ThreescaleDirectory {
             usable = parsed.len(),
             "Read applications from 3scale"
         );
-        Ok(build_snapshot(parsed, &limits))
+        Ok(ApplicationList {
+            applications: parsed,
+            limits,
+        })
     }
 
     /// Reads the rate limit of each plan the applications use: the Hookline
@@ -257,36 +289,9 @@ impl ThreescaleDirectory {
     }
 }
 
-fn build_snapshot(
-    applications: Vec<ParsedApplication>,
-    limits: &HashMap<String, Option<PlanLimit>>,
-) -> Snapshot {
-    let mut subscribers: Vec<ApplicationId> = applications
-        .iter()
-        .filter(|application| application.state == ApplicationState::Active)
-        .map(|application| application.id.clone())
-        .collect();
-    subscribers.sort();
-    let endpoints = applications
-        .into_iter()
-        .map(|application| {
-            let endpoint = Endpoint {
-                application_id: application.id.clone(),
-                limit: limits.get(&application.plan).copied().flatten(),
-                url: application.webhook_url,
-                plan: application.plan,
-                secrets: vec![SigningSecret::from_raw_key(
-                    application.secret_text.as_bytes(),
-                )],
-                active: application.state == ApplicationState::Active,
-            };
-            (application.id, Arc::new(endpoint))
-        })
-        .collect();
-    Snapshot {
-        endpoints,
-        subscribers: subscribers.into(),
-    }
+/// Returns the wait after a failed load before the next one.
+fn backoff(settings: &ThreescaleSettings) -> Duration {
+    settings.cache_ttl.min(MAX_BACKOFF)
 }
 
 /// Hash of the stored columns of an application's row.
@@ -322,6 +327,11 @@ impl Directory for ThreescaleDirectory {
         Ok(self.snapshot(service).await?.endpoints.get(id).cloned())
     }
 
+    /// Makes each service's list reload on its next use. With the Redis
+    /// tier, a list in Redis younger than the TTL is used again, with the
+    /// current limits of the Hookline plans, which are what such a change
+    /// can affect. 3scale's own changes arrive within the TTL, as without
+    /// Redis.
     fn invalidate(&self) {
         self.cache.expire();
     }

@@ -17,6 +17,19 @@
 //! application always has the same id. Lists are cached for
 //! `directory.cache_ttl`; while 3scale fails, the last good list is served
 //! for up to `directory.stale_for` (module `cache`).
+//!
+//! With [`ThreescaleDirectory::with_redis`] (the distributed mode with
+//! `redis.url`), lists are also shared through Redis (module `shared`): a
+//! lookup tries this process's cache, then a list in Redis younger than
+//! `directory.cache_ttl`, then 3scale, whose list is written to Redis
+//! with an expiry of `directory.stale_for`. When a list in Redis is older
+//! than the TTL, one replica claims its refresh and the others serve it
+//! meanwhile. While 3scale fails, a list in Redis younger than
+//! `directory.stale_for` is served, so a replica that starts during an
+//! outage still has one. The list is encrypted with the newest key of
+//! `secrets.keys`, because it contains the `user_key`s. Redis failures are
+//! logged and counted in `hookline_directory_redis_cache_total{result="error"}`
+//! and never fail a lookup that 3scale can serve.
 
 mod api;
 mod cache;
@@ -25,6 +38,8 @@ mod limits;
 mod parse;
 mod report;
 mod settings;
+mod shared;
+mod snapshot;
 
 pub use api::FetchError;
 pub use directory::{ThreescaleDirectory, ThreescaleError};

@@ -4,6 +4,7 @@
 use crate::api::RawApplication;
 use crate::ThreescaleSettings;
 use hookline_core::{ApplicationId, ApplicationState};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -11,8 +12,9 @@ use std::collections::HashMap;
 /// `app_3s{service}_{application}`.
 const ID_PREFIX: &str = "app_3s";
 
-/// A 3scale application that can receive webhooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A 3scale application that can receive webhooks. The Redis cache tier
+/// stores it as JSON, encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ParsedApplication {
     pub(crate) id: ApplicationId,
     pub(crate) name: String,

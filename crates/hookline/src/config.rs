@@ -15,12 +15,14 @@ mod gateway;
 mod limits;
 mod portal;
 mod secrets;
+mod telemetry;
 
 pub use directory::{DirectoryConfig, DirectoryKind};
 pub use gateway::{DispatcherConfig, GatewayConfig, HmacEncoding};
 pub use limits::LimitsConfig;
 pub use portal::PortalConfig;
 pub use secrets::{SchemaRegistryConfig, SecretsConfig};
+pub use telemetry::TelemetryConfig;
 
 /// The commented defaults, also printed by `hookline config default`.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
@@ -63,6 +65,8 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     #[serde(default)]
     pub portal: PortalConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +315,7 @@ impl Config {
         self.secrets.validate()?;
         self.schema_registry.validate()?;
         self.portal.validate()?;
+        self.telemetry.validate()?;
         Ok(())
     }
 
@@ -336,6 +341,7 @@ impl Config {
         copy.storage.url = copy.storage.url.as_deref().map(redact_url);
         copy.queue.url = copy.queue.url.as_deref().map(redact_url);
         copy.redis.url = copy.redis.url.as_deref().map(redact_url);
+        copy.telemetry.otlp_endpoint = copy.telemetry.endpoint().map(redact_url);
         if !copy.gateway.token.is_empty() {
             copy.gateway.token = "<redacted>".into();
         }

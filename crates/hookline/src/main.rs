@@ -105,12 +105,22 @@ fn main() -> ExitCode {
         // The demo's own output tells the story; only problems are logged.
         log.level = "warn".into();
     }
-    telemetry::init(&log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
+        }
+    };
+    // The batch span processor is spawned on the runtime, so it is entered first.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match telemetry::init(&log, &config.telemetry, process_role(&cli.command)) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(2);
+            }
         }
     };
     let config_path = cli.config.clone();
@@ -131,6 +141,8 @@ fn main() -> ExitCode {
             Command::Config(_) | Command::Secrets(_) => Ok(()),
         }
     });
+    // The runtime's workers still run the span processor while this blocks.
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -138,6 +150,22 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Names the process in `hookline-<role>`, the default `service.name` of
+/// its exported spans.
+fn process_role(command: &Command) -> &'static str {
+    match command {
+        Command::Serve => server::Role::All.name(),
+        Command::Creator => server::Role::Creator.name(),
+        Command::Dispatcher => server::Role::Dispatcher.name(),
+        Command::Api => server::Role::Api.name(),
+        Command::Gateway => server::Role::Gateway.name(),
+        Command::Migrate => "migrate",
+        Command::Demo { .. } => "demo",
+        Command::Config(_) => "config",
+        Command::Secrets(_) => "secrets",
     }
 }
 

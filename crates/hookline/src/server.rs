@@ -41,7 +41,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    /// Returns the subcommand that runs this role.
+    pub fn name(self) -> &'static str {
         match self {
             Self::All => "serve",
             Self::Creator => "creator",
@@ -170,6 +171,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             limiter,
             retry_policy.clone(),
         )?;
+        dispatcher.set_avro_json_converter(creator.clone());
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
     if role.consumes_kafka() && !config.kafka.brokers.trim().is_empty() {

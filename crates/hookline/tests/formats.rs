@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::{order_event, Server, World};
+use hookline_receiver::Verification;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -401,4 +402,343 @@ async fn product_schema_is_checked_at_creation() {
     assert_eq!(status, 201, "{response}");
     assert_eq!(response["schema"], r#"{"type":"long"}"#);
     assert_eq!(response["validate"], true);
+}
+
+const PLACED_SCHEMA_ID: u32 = 12;
+const PLACED_AVRO_SCHEMA: &str = r#"{
+    "type": "record", "name": "OrderPlaced", "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}},
+        {"name": "coupon", "type": ["null", "string"], "default": null},
+        {"name": "items", "type": {"type": "array", "items": "string"}},
+        {"name": "attributes", "type": {"type": "map", "values": "long"}},
+        {"name": "signature", "type": "bytes"},
+        {"name": "total", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+        {"name": "placed_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}
+    ]
+}"#;
+
+/// Serves `schema` under `id` in the Confluent registry API on 127.0.0.1.
+async fn serve_schema(id: u32, schema: &'static str) -> String {
+    let route = format!("/schemas/ids/{id}");
+    let router = Router::new().route(
+        &route,
+        get(move || async move { Json(json!({ "schema": schema })) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// One `OrderPlaced` record in the wire format of schema id 12.
+struct Placed {
+    id: &'static str,
+    paid: bool,
+    coupon: Option<&'static str>,
+    items: &'static [&'static str],
+    attributes: &'static [(&'static str, i64)],
+    signature: &'static [u8],
+    /// Big-endian two's complement of the total in cents.
+    total_cents: &'static [u8],
+    placed_at_millis: i64,
+}
+
+impl Placed {
+    fn encode(&self) -> Vec<u8> {
+        let schema = Schema::parse_str(PLACED_AVRO_SCHEMA).unwrap();
+        let coupon = match self.coupon {
+            Some(coupon) => AvroValue::Union(1, Box::new(AvroValue::String(coupon.into()))),
+            None => AvroValue::Union(0, Box::new(AvroValue::Null)),
+        };
+        let status = if self.paid {
+            AvroValue::Enum(1, "PAID".into())
+        } else {
+            AvroValue::Enum(0, "NEW".into())
+        };
+        let items = self
+            .items
+            .iter()
+            .map(|item| AvroValue::String((*item).into()))
+            .collect();
+        let attributes = self
+            .attributes
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), AvroValue::Long(*value)))
+            .collect();
+        let value = AvroValue::Record(vec![
+            ("id".into(), AvroValue::String(self.id.into())),
+            ("status".into(), status),
+            ("coupon".into(), coupon),
+            ("items".into(), AvroValue::Array(items)),
+            ("attributes".into(), AvroValue::Map(attributes)),
+            (
+                "signature".into(),
+                AvroValue::Bytes(self.signature.to_vec()),
+            ),
+            (
+                "total".into(),
+                AvroValue::Decimal(apache_avro::Decimal::from(self.total_cents)),
+            ),
+            (
+                "placed_at".into(),
+                AvroValue::TimestampMillis(self.placed_at_millis),
+            ),
+        ]);
+        let mut payload = vec![0];
+        payload.extend_from_slice(&PLACED_SCHEMA_ID.to_be_bytes());
+        payload.extend(apache_avro::to_avro_datum(&schema, value).unwrap());
+        payload
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_format_chooses_bytes_or_json() {
+    let registry_url = serve_schema(PLACED_SCHEMA_ID, PLACED_AVRO_SCHEMA).await;
+    let cluster = MockCluster::new(1).expect("mock Kafka cluster");
+    let topic = "orders-placed";
+    cluster.create_topic(topic, 1, 1).expect("create topic");
+    let brokers = cluster.bootstrap_servers();
+    let world = World::new().await;
+    let server = world
+        .serve(&[
+            ("HOOKLINE_KAFKA__BROKERS", brokers.as_str()),
+            ("HOOKLINE_SCHEMA_REGISTRY__URL", registry_url.as_str()),
+        ])
+        .await;
+    create_product(
+        &server,
+        json!({"name": "orders-placed", "topic": topic, "content_type": "application/avro", "validate": true}),
+    )
+    .await;
+    let binary_app = server
+        .create_application(&world.receiver, "orders-placed", "binary")
+        .await;
+    let json_app = server
+        .create_application(&world.receiver, "orders-placed", "json")
+        .await;
+
+    // The format is validated, set with PATCH and shown by GET.
+    let json_path = format!("/api/v1/applications/{json_app}");
+    let (status, body) = server
+        .request(
+            reqwest::Method::PATCH,
+            &json_path,
+            Some(json!({"avro_format": "xml"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "avro_format", "{body}");
+    let (status, body) = server
+        .request(
+            reqwest::Method::PATCH,
+            &json_path,
+            Some(json!({"avro_format": "json"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["avro_format"], "json", "{body}");
+    assert_eq!(body["plan"], "paid", "the plan is unchanged: {body}");
+    let (_, body) = server.request(reqwest::Method::GET, &json_path, None).await;
+    assert_eq!(body["avro_format"], "json", "{body}");
+    let binary_path = format!("/api/v1/applications/{binary_app}");
+    let (_, body) = server
+        .request(reqwest::Method::GET, &binary_path, None)
+        .await;
+    assert_eq!(body["avro_format"], "binary", "the default: {body}");
+
+    let paid = Placed {
+        id: "P1",
+        paid: true,
+        coupon: Some("SPRING"),
+        items: &["book", "pen"],
+        attributes: &[("gift", 1)],
+        signature: &[1, 2, 3, 255],
+        total_cents: &[0x30, 0x39],
+        placed_at_millis: 1_714_566_600_250,
+    };
+    let new = Placed {
+        id: "P2",
+        paid: false,
+        coupon: None,
+        items: &[],
+        attributes: &[],
+        signature: &[],
+        total_cents: &[0xfb],
+        placed_at_millis: 0,
+    };
+    let produced = vec![paid.encode(), new.encode()];
+    produce(&brokers, topic, &produced).await;
+
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.succeeded >= 4, Duration::from_secs(60))
+        .await;
+    assert!(
+        arrived,
+        "4 deliveries expected, got {:?}; log:\n{}",
+        world.receiver.stats(),
+        server.log_text()
+    );
+
+    // The binary application receives the producer's bytes.
+    assert_eq!(received_bodies(&world, "binary"), sorted(produced.clone()));
+    for webhook in world.receiver.deliveries("binary") {
+        assert_eq!(webhook.content_type.as_deref(), Some("application/avro"));
+        assert_eq!(webhook.verification, Verification::Verified);
+    }
+
+    // The JSON application receives each record as one JSON document.
+    let expected_paid = concat!(
+        r#"{"id":"P1","status":"PAID","coupon":"SPRING","items":["book","pen"],"#,
+        r#""attributes":{"gift":1},"signature":"AQID/w==","total":"123.45","#,
+        r#""placed_at":"2024-05-01T12:30:00.250Z"}"#
+    );
+    let expected_new = json!({
+        "id": "P2", "status": "NEW", "coupon": null, "items": [], "attributes": {},
+        "signature": "", "total": "-0.05", "placed_at": "1970-01-01T00:00:00.000Z"
+    });
+    let json_deliveries = world.receiver.deliveries("json");
+    assert_eq!(json_deliveries.len(), 2, "{json_deliveries:?}");
+    let mut by_id = HashMap::new();
+    for webhook in &json_deliveries {
+        assert_eq!(webhook.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            webhook.verification,
+            Verification::Verified,
+            "the signature covers the JSON body"
+        );
+        let document = webhook.json().expect("JSON body");
+        by_id.insert(
+            document["id"].as_str().unwrap().to_owned(),
+            webhook.body.clone(),
+        );
+    }
+    assert_eq!(by_id["P1"].as_ref(), expected_paid.as_bytes());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&by_id["P2"]).unwrap(),
+        expected_new
+    );
+    for headers in world.receiver.request_headers("json") {
+        assert!(
+            headers.get("webhook-schema-id").is_none(),
+            "JSON deliveries carry no registry schema id"
+        );
+    }
+    for headers in world.receiver.request_headers("binary") {
+        let schema_id = headers
+            .get("webhook-schema-id")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(schema_id, Some("12"));
+    }
+
+    // A record with no JSON form is dead-lettered for the JSON application
+    // only, and a replay after switching it to binary delivers the bytes.
+    let far_future = Placed {
+        id: "P3",
+        placed_at_millis: i64::MAX,
+        ..new
+    };
+    let far_future = far_future.encode();
+    produce(&brokers, topic, std::slice::from_ref(&far_future)).await;
+    let deliveries = server
+        .wait_deliveries(&json_app, Duration::from_secs(30), |deliveries| {
+            deliveries.iter().any(|d| d["state"] == "dead")
+        })
+        .await;
+    let dead: Vec<&Value> = deliveries.iter().filter(|d| d["state"] == "dead").collect();
+    assert_eq!(dead.len(), 1, "{deliveries:?}");
+    let reason = dead[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("cannot convert the Avro payload to JSON"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("outside the years 0000 to 9999"),
+        "{reason}"
+    );
+    assert!(
+        world
+            .receiver
+            .wait_for(|stats| stats.succeeded >= 5, Duration::from_secs(30))
+            .await
+    );
+    let mut expected_binary = produced.clone();
+    expected_binary.push(far_future.clone());
+    assert_eq!(received_bodies(&world, "binary"), sorted(expected_binary));
+    assert_eq!(world.receiver.deliveries("json").len(), 2);
+
+    let (status, body) = server
+        .request(
+            reqwest::Method::PATCH,
+            &json_path,
+            Some(json!({"avro_format": "binary"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let replay = format!(
+        "/api/v1/dead-letters/{}/replay",
+        dead[0]["id"].as_str().unwrap()
+    );
+    let (status, body) = server.request(reqwest::Method::POST, &replay, None).await;
+    assert_eq!(status, 202, "replay: {body}");
+    assert!(
+        world
+            .receiver
+            .wait_for(|stats| stats.succeeded >= 6, Duration::from_secs(30))
+            .await,
+        "replay not delivered; log:\n{}",
+        server.log_text()
+    );
+    let replayed = world.receiver.deliveries("json");
+    let last = replayed.last().unwrap();
+    assert_eq!(last.body.as_ref(), far_future.as_slice());
+    assert_eq!(last.content_type.as_deref(), Some("application/avro"));
+    assert_eq!(last.verification, Verification::Verified);
+}
+
+#[tokio::test]
+async fn avro_format_is_set_at_creation() {
+    let world = World::new().await;
+    let server = world.serve(&[]).await;
+    create_product(
+        &server,
+        json!({"name": "placed", "content_type": "application/avro", "schema": {"type": "long"}}),
+    )
+    .await;
+    let url = world.receiver.endpoint_url("created");
+    let mut body = json!({"name": "created", "product": "placed", "plan": "paid", "webhook_url": url, "avro_format": "avro"});
+    let (status, response) = server
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/applications",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 422, "{response}");
+    assert_eq!(response["error"]["field"], "avro_format", "{response}");
+
+    body["avro_format"] = json!("json");
+    let (status, response) = server
+        .request(reqwest::Method::POST, "/api/v1/applications", Some(body))
+        .await;
+    assert_eq!(status, 201, "{response}");
+    assert_eq!(response["avro_format"], "json", "{response}");
+    let (status, listed) = server
+        .request(
+            reqwest::Method::GET,
+            "/api/v1/applications?product=placed",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed[0]["avro_format"], "json", "{listed}");
+
+    let (status, spec) = server
+        .request(reqwest::Method::GET, "/openapi.json", None)
+        .await;
+    assert_eq!(status, 200);
+    let properties = &spec["components"]["schemas"]["CreateApplication"]["properties"];
+    assert!(properties.get("avro_format").is_some(), "{properties}");
 }

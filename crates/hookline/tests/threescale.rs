@@ -12,10 +12,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use common::{order_event, Server, World};
+use common::{order_event, Backend, Server, World};
 use hookline_core::signing::SigningSecret;
 use hookline_receiver::Verification;
 use std::collections::HashMap;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -475,4 +476,99 @@ service_tokens = {{ "order-created" = "{SERVICE_TOKEN}" }}"#
     assert_eq!(reported(PAGE3_KEY), 3, "each delivery to page3 is reported");
     let totals = fake.reported.lock().unwrap().clone();
     assert_eq!(totals.len(), 2, "only delivered applications: {totals:?}");
+}
+
+/// A Redis key prefix whose keys are deleted when the test ends, also when
+/// it fails.
+struct RedisKeys(String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        delete_redis_keys(&self.0);
+    }
+}
+
+/// Deletes the Redis keys that start with `prefix`, with `redis-cli`.
+fn delete_redis_keys(prefix: &str) {
+    let Ok(listing) = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "--scan", "--pattern"])
+        .arg(format!("{prefix}*"))
+        .output()
+    else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let keys: Vec<&str> = listing.lines().filter(|key| !key.is_empty()).collect();
+    if keys.is_empty() {
+        return;
+    }
+    // Best effort, because a panic here would abort a failing test.
+    let _ = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "DEL"])
+        .args(&keys)
+        .output();
+}
+
+/// Two distributed replicas share the list through Redis: the second one
+/// starts while 3scale fails, sends no request to 3scale within the TTL,
+/// and still delivers to every live application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_started_during_outage_uses_redis_list() {
+    let world = World::with_backend(Backend::Distributed).await;
+    let (admin_url, fake) = start_fake(world.receiver.base_url()).await;
+    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let prefix = format!("hltest-3s-e2e-{nanos:x}:");
+    let _cleanup = RedisKeys(prefix.clone());
+    let extra = [
+        ("HOOKLINE_REDIS__KEY_PREFIX", prefix.as_str()),
+        ("HOOKLINE_DIRECTORY__CACHE_TTL", "60s"),
+        ("HOOKLINE_DIRECTORY__STALE_FOR", "5m"),
+    ];
+    let plans = r#"plans = { "basic" = "free", "unlimited" = "paid" }"#;
+    let first = serve_with_directory(&world, &admin_url, plans, &extra).await;
+    first
+        .create_product("order-created", "order-created-event")
+        .await;
+    register_keys(&world);
+    ingest_one(&first, "from-first").await;
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 2, Duration::from_secs(15))
+        .await;
+    assert!(arrived, "got {:?}", world.receiver.stats());
+    let pages = fake.application_pages.load(Ordering::SeqCst);
+    assert!(
+        pages >= 3,
+        "the first replica read all three pages: {pages}"
+    );
+    assert!(
+        first.log_text().contains("shared through Redis"),
+        "the Redis tier is on"
+    );
+    // A graceful stop records and acknowledges the deliveries, so the
+    // second replica gets no redelivered copy.
+    let stopped = first.terminate();
+    assert!(
+        stopped.success(),
+        "the first replica stops cleanly: {stopped}"
+    );
+
+    fake.mode.store(FAILING, Ordering::SeqCst);
+    let second = serve_with_directory(&world, &admin_url, plans, &extra).await;
+    ingest_one(&second, "from-second").await;
+    let arrived = world
+        .receiver
+        .wait_for(|stats| stats.verified >= 4, Duration::from_secs(15))
+        .await;
+    assert!(arrived, "got {:?}", world.receiver.stats());
+    assert_eq!(world.receiver.deliveries("acme").len(), 2);
+    assert_eq!(world.receiver.deliveries("page3").len(), 2);
+    assert_eq!(
+        fake.failures.load(Ordering::SeqCst),
+        0,
+        "the second replica sent no request to 3scale; log:\n{}",
+        second.log_text()
+    );
+    assert_eq!(fake.application_pages.load(Ordering::SeqCst), pages);
+    second.kill();
 }

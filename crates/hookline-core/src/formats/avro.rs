@@ -6,6 +6,7 @@
 
 use super::SchemaError;
 use crate::content::PayloadError;
+use apache_avro::types::Value;
 use apache_avro::Schema;
 
 /// First byte of a payload in the schema-registry wire format.
@@ -32,6 +33,12 @@ pub fn split_wire_format(payload: &[u8]) -> Option<(u32, &[u8])> {
 
 /// Decodes one binary datum with `schema` and checks that no bytes follow it.
 pub fn decode(schema: &Schema, datum: &[u8]) -> Result<(), PayloadError> {
+    decode_value(schema, datum).map(drop)
+}
+
+/// Decodes one binary datum with `schema` into its value, with the checks
+/// of [`decode`].
+pub fn decode_value(schema: &Schema, datum: &[u8]) -> Result<Value, PayloadError> {
     let mut rest = datum;
     let value = apache_avro::from_avro_datum(schema, &mut rest, None)
         .map_err(|error| PayloadError::InvalidAvro(error.to_string()))?;
@@ -48,7 +55,7 @@ pub fn decode(schema: &Schema, datum: &[u8]) -> Result<(), PayloadError> {
             rest.len()
         )));
     }
-    Ok(())
+    Ok(value)
 }
 
 /// Caps the size of any single allocation made while decoding at `bytes`.
@@ -64,7 +71,6 @@ pub fn limit_allocations(bytes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apache_avro::types::Value;
 
     const ORDER_SCHEMA: &str = r#"{
         "type": "record", "name": "OrderCreated",

@@ -7,8 +7,11 @@
 //! schema, or, for a product without a schema, the schema-registry wire
 //! format with the schema that the registry returns for the payload's id.
 //! Well-formedness ([`crate::ContentType::check_payload`]) is checked either way.
+//! [`avro_json`] converts Avro payloads to JSON for applications whose
+//! [`crate::AvroFormat`] is `json`.
 
 pub mod avro;
+pub mod avro_json;
 pub mod json;
 pub mod xml;
 

@@ -8,7 +8,7 @@ use crate::codec::{
 };
 use hookline_core::cipher::{CipherError, SecretCipher};
 use hookline_core::store::StoreError;
-use hookline_core::{Application, ApplicationId, Product};
+use hookline_core::{Application, ApplicationId, AvroFormat, Product};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -73,11 +73,12 @@ impl PgStore {
     pub(super) async fn insert_application(
         &self,
         application: &Application,
+        avro_format: AvroFormat,
     ) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO applications \
-             (id, name, product, plan, webhook_url, secret, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             (id, name, product, plan, webhook_url, secret, state, created_at, avro_format) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(application.id.as_str())
         .bind(&application.name)
@@ -87,6 +88,7 @@ impl PgStore {
         .bind(self.seal_secret(application)?)
         .bind(application.state.as_str())
         .bind(application.created_at)
+        .bind(avro_format.as_str())
         .execute(&self.pool)
         .await;
 

@@ -14,13 +14,14 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 const INSERT_EVENTS: &str = "INSERT INTO events \
-     (id, product, idempotency_key, webhook_id, content_type, payload, source, received_at) \
+     (id, product, idempotency_key, webhook_id, content_type, payload, source, received_at, \
+      traceparent) \
      SELECT id, product, idempotency_key, webhook_id, content_type, payload, source::jsonb, \
-            received_at \
+            received_at, traceparent \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], \
-                 $7::text[], $8::timestamptz[]) \
+                 $7::text[], $8::timestamptz[], $9::text[]) \
        AS e (id, product, idempotency_key, webhook_id, content_type, payload, source, \
-             received_at)";
+             received_at, traceparent)";
 
 /// New deliveries are pending and due when their event arrived.
 const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
@@ -197,6 +198,12 @@ async fn insert_rows(
         )
         .bind(sources)
         .bind(events.iter().map(|e| e.received_at).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .map(|e| e.traceparent.map(|parent| parent.to_string()))
+                .collect::<Vec<Option<String>>>(),
+        )
         .execute(&mut *connection)
         .await?;
 

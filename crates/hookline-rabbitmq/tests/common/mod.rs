@@ -71,6 +71,7 @@ pub fn task(payload: &[u8]) -> DeliveryTask {
         content_type: ContentType::Json,
         payload: Bytes::copy_from_slice(payload),
         attempts_made: 0,
+        traceparent: None,
     }
 }
 

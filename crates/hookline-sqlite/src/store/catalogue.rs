@@ -7,7 +7,7 @@ use crate::codec::{
 };
 use hookline_core::cipher::SecretCipher;
 use hookline_core::store::StoreError;
-use hookline_core::{Application, ApplicationId, Product, SigningSecret};
+use hookline_core::{Application, ApplicationId, AvroFormat, Product, SigningSecret};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use time::OffsetDateTime;
@@ -73,11 +73,12 @@ impl SqliteStore {
     pub(super) async fn insert_application(
         &self,
         application: &Application,
+        avro_format: AvroFormat,
     ) -> Result<(), StoreError> {
         let result = sqlx::query(
             "INSERT INTO applications \
-             (id, name, product, plan, webhook_url, secret, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, name, product, plan, webhook_url, secret, state, created_at, avro_format) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .bind(application.id.as_str())
         .bind(&application.name)
@@ -90,6 +91,7 @@ impl SqliteStore {
         )
         .bind(application.state.as_str())
         .bind(to_millis(application.created_at))
+        .bind(avro_format.as_str())
         .execute(&self.writer)
         .await;
 

@@ -33,7 +33,7 @@ const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
      FROM json_each(?1)";
 
 /// Row counts of the multi-row event inserts, largest first. Few distinct
-/// row counts keep the prepared-statement cache small. 64 rows of 8
+/// row counts keep the prepared-statement cache small. 64 rows of 9
 /// parameters stay far below SQLite's default limit of 32766 parameters
 /// (`SQLITE_MAX_VARIABLE_NUMBER` since SQLite 3.32).
 const EVENT_CHUNK_SIZES: [usize; 3] = [64, 8, 1];
@@ -238,7 +238,7 @@ async fn insert_event_rows(
     for chunk in split_by_sizes(&rows, &EVENT_CHUNK_SIZES) {
         let mut builder = QueryBuilder::<Sqlite>::new(
             "INSERT INTO events (id, product, idempotency_key, webhook_id, content_type, \
-             payload, source, received_at) ",
+             payload, source, received_at, traceparent) ",
         );
         builder.push_values(chunk, |mut values, &(event, source)| {
             values
@@ -249,7 +249,8 @@ async fn insert_event_rows(
                 .push_bind(content_type_name(event.content_type))
                 .push_bind(event.payload.as_ref())
                 .push_bind(source)
-                .push_bind(to_millis(event.received_at));
+                .push_bind(to_millis(event.received_at))
+                .push_bind(event.traceparent.map(|parent| parent.to_string()));
         });
         builder.build().execute(&mut *connection).await?;
     }

@@ -3,6 +3,7 @@
 //! in `events`, deliveries with their attempts in `deliveries`, and plans
 //! and usage metering in `plans` and `usage`.
 
+mod avro_formats;
 mod catalogue;
 mod deliveries;
 mod endpoint_health;
@@ -25,9 +26,10 @@ use hookline_core::store::{
 };
 use hookline_core::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageQuery};
 use hookline_core::{
-    Application, ApplicationId, DeliveryId, DeliveryRecord, EventId, Plan, Product,
+    Application, ApplicationId, AvroFormat, DeliveryId, DeliveryRecord, EventId, Plan, Product,
 };
 use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
@@ -78,7 +80,35 @@ impl Store for SqliteStore {
     }
 
     async fn create_application(&self, application: &Application) -> Result<(), StoreError> {
-        self.insert_application(application).await
+        self.insert_application(application, AvroFormat::default())
+            .await
+    }
+
+    async fn create_application_with_avro_format(
+        &self,
+        application: &Application,
+        avro_format: AvroFormat,
+    ) -> Result<(), StoreError> {
+        self.insert_application(application, avro_format).await
+    }
+
+    async fn avro_formats(
+        &self,
+        ids: &[ApplicationId],
+    ) -> Result<HashMap<ApplicationId, AvroFormat>, StoreError> {
+        self.find_avro_formats(ids)
+            .await
+            .map_err(store_failure("read the Avro formats of applications"))
+    }
+
+    async fn set_avro_format(
+        &self,
+        application: &ApplicationId,
+        avro_format: AvroFormat,
+    ) -> Result<bool, StoreError> {
+        self.update_avro_format(application, avro_format)
+            .await
+            .map_err(store_failure("set the Avro format of an application"))
     }
 
     async fn application(&self, id: &ApplicationId) -> Result<Option<Application>, StoreError> {

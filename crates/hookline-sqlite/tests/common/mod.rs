@@ -86,6 +86,7 @@ pub(crate) fn new_event(
         payload: Bytes::copy_from_slice(payload),
         source: EventSource::Http,
         received_at: OffsetDateTime::now_utc(),
+        traceparent: None,
     };
     let deliveries = subscribers
         .iter()
@@ -110,6 +111,7 @@ pub(crate) fn tasks_of(new_event: &NewEvent) -> Vec<DeliveryTask> {
             content_type: event.content_type,
             payload: event.payload.clone(),
             attempts_made: 0,
+            traceparent: None,
         })
         .collect()
 }
