@@ -12,6 +12,7 @@
 //! stored once per event and joined in when a task is received.
 
 mod codec;
+mod durability;
 mod migration_3;
 mod migration_4;
 mod migration_5;
@@ -204,9 +205,13 @@ async fn connect_writer(path: &Path) -> Result<SqlitePool, StoreError> {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full);
+    // The connection lives in this process, so testing it before each use
+    // would only cost a round trip to its thread.
     SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        .test_before_acquire(false)
+        .before_acquire(|connection, _| Box::pin(durability::restore_full(connection)))
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)
@@ -223,6 +228,7 @@ async fn connect_reader(path: &Path) -> Result<SqlitePool, StoreError> {
     let options = base_options(path).pragma("query_only", "ON");
     SqlitePoolOptions::new()
         .max_connections(READ_CONNECTIONS)
+        .test_before_acquire(false)
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)

@@ -70,6 +70,17 @@ impl SqliteQueue {
     }
 }
 
+/// Takes the writer for an enqueue, which may skip the disk sync: a task
+/// lost to a power failure is enqueued again from its event, whose
+/// `enqueued` mark was written after it.
+async fn relaxed_writer(
+    writer: &SqlitePool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, QueueError> {
+    crate::durability::relaxed(writer)
+        .await
+        .map_err(queue_failure("enqueue tasks"))
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteQueue {
     async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<(), QueueError> {
@@ -84,7 +95,7 @@ impl DeliveryQueue for SqliteQueue {
         sqlx::query(ENQUEUE)
             .bind(rows)
             .bind(now_millis())
-            .execute(&self.writer)
+            .execute(&mut *relaxed_writer(&self.writer).await?)
             .await
             .map_err(queue_failure("enqueue tasks"))?;
         self.wake.notify_waiters();

@@ -84,7 +84,7 @@ impl SqliteQueue {
             .bind(visible_at)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(token)
-            .execute(&self.writer)
+            .execute(&mut *crate::durability::relaxed(&self.writer).await?)
             .await?;
         if leased.rows_affected() == 0 {
             return Ok(Vec::new());

@@ -4,6 +4,7 @@
 use super::SqliteQueue;
 use crate::codec::{json_rows, queue_failure, to_millis};
 use hookline_core::queue::{Leased, QueueError, Settlement};
+use sqlx::Connection as _;
 use sqlx::{Row, SqliteConnection};
 use std::collections::HashSet;
 
@@ -69,7 +70,8 @@ impl SqliteQueue {
         retries: &[(&str, i64, i64, u32)],
     ) -> Result<HashSet<String>, sqlx::Error> {
         let mut applied = HashSet::with_capacity(removals.len() + retries.len());
-        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut connection = crate::durability::relaxed(&self.writer).await?;
+        let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
         if !removals.is_empty() {
             let rows = json_rows(removals)?;
             collect_ids(&mut transaction, REMOVE, rows, &mut applied).await?;

@@ -8,6 +8,7 @@ use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
 use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
+use sqlx::Connection as _;
 use std::collections::HashMap;
 
 /// Rows ordered by batch position, so attempt ids follow the batch order.
@@ -52,7 +53,8 @@ impl SqliteStore {
         let attempts = json_rows(&attempts)?;
         let updates = json_rows(&update_rows(outcomes))?;
 
-        let mut transaction = self.begin_write().await?;
+        let mut connection = crate::durability::relaxed(&self.writer).await?;
+        let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(INSERT_ATTEMPTS)
             .bind(&attempts)
             .execute(&mut *transaction)

@@ -93,7 +93,7 @@ impl SqliteStore {
         let ids: Vec<&str> = events.iter().map(EventId::as_str).collect();
         sqlx::query("UPDATE events SET enqueued = 1 WHERE id IN (SELECT value FROM json_each(?1))")
             .bind(json_rows(&ids)?)
-            .execute(&self.writer)
+            .execute(&mut *crate::durability::relaxed(&self.writer).await?)
             .await?;
         Ok(())
     }

@@ -6,6 +6,7 @@ use hookline_core::limit::LimitWindow;
 use hookline_core::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageCounts, UsageQuery};
 use hookline_core::ApplicationId;
 use sqlx::sqlite::SqliteRow;
+use sqlx::Connection as _;
 use sqlx::Row;
 use time::OffsetDateTime;
 
@@ -59,7 +60,8 @@ impl SqliteStore {
         let hours = json_rows(&hours)?;
         let windows = json_rows(&windows)?;
 
-        let mut transaction = self.begin_write().await?;
+        let mut connection = crate::durability::relaxed(&self.writer).await?;
+        let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(ADD_HOURS)
             .bind(&hours)
             .execute(&mut *transaction)
