@@ -1,4 +1,4 @@
-//! Which writes wait for the disk.
+//! Disk sync policy of the writer connection.
 //!
 //! The writer connection runs with `synchronous=FULL`: a commit returns
 //! after the write-ahead log is synced, so it survives a power failure.
@@ -8,8 +8,8 @@
 //! The delivery path's own bookkeeping runs with `synchronous=NORMAL`
 //! instead: queue leases and settlements, enqueue marks, attempt records
 //! and usage totals. Their commits return once the log is written, without
-//! the sync, which costs about 1.5 ms on a virtual disk and happened several
-//! times per batch. The next `FULL` commit or checkpoint syncs them with its
+//! the sync, which took about 1.5 ms on the virtual disk of the benchmark
+//! machine and happened several times per batch. The next `FULL` commit or checkpoint syncs them with its
 //! own frames.
 //!
 //! A crash of the process loses none of these writes, because the log is
@@ -34,7 +34,7 @@ pub(crate) async fn relaxed(writer: &SqlitePool) -> Result<PoolConnection<Sqlite
     Ok(connection)
 }
 
-/// Sets `synchronous=FULL` on a connection leaving the writer pool.
+/// Sets `synchronous=FULL` on a connection taken from the writer pool.
 pub(crate) async fn restore_full(connection: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
     sqlx::query(FULL).execute(connection).await?;
     Ok(true)
