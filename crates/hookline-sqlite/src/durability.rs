@@ -9,8 +9,8 @@
 //! instead: queue leases and settlements, enqueue marks, attempt records
 //! and usage totals. Their commits return once the log is written, without
 //! the sync, which took about 1.5 ms on the virtual disk of the benchmark
-//! machine and happened several times per batch. The next `FULL` commit or checkpoint syncs them with its
-//! own frames.
+//! machine and happened several times per batch. The next `FULL` commit or
+//! checkpoint syncs them with its own frames.
 //!
 //! A crash of the process loses none of these writes, because the log is
 //! written before a commit returns. A power failure or kernel crash can roll

@@ -6,7 +6,8 @@
 //! connections, which WAL mode lets run next to the writer. With
 //! `synchronous=FULL`, SQLite syncs the WAL to disk on every commit, so a
 //! write that returned `Ok` survives the process being killed. A test
-//! checks this with a child process that aborts after its writes.
+//! checks this with a child process that aborts after its writes. The
+//! delivery path's bookkeeping skips that sync (module `durability`).
 //!
 //! Queue rows hold only the delivery id and its schedule. The payload is
 //! stored once per event and joined in when a task is received.
