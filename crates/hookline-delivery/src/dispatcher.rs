@@ -4,6 +4,7 @@
 
 mod attempt_span;
 mod avro_json;
+mod endpoint_gate;
 mod health;
 mod outcome;
 mod resume;
@@ -12,6 +13,7 @@ mod throttle;
 use crate::egress::{Egress, EgressOutcome};
 use crate::recorder::{self, Finished};
 use crate::retry_policy::SharedRetryPolicy;
+use endpoint_gate::EndpointGate;
 use hookline_core::directory::{Directory, Endpoint};
 use hookline_core::formats::avro_json::AvroJsonConverter;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
@@ -42,8 +44,12 @@ pub struct DispatcherSettings {
     /// How long in-flight attempts may take to finish after shutdown starts.
     pub shutdown_grace: Duration,
     /// How long a task waits for a slot of its busy endpoint before it is
-    /// put back in the queue for the same delay, without counting an attempt.
+    /// put back in the queue without counting an attempt. A wait that times
+    /// out marks the endpoint as congested (module `endpoint_gate`).
     pub busy_endpoint_delay: Duration,
+    /// Longest time one attempt may take (`delivery.timeout`), which paces
+    /// the tasks of a congested endpoint.
+    pub attempt_timeout: Duration,
     /// Replaces the window length of every plan, so tests can use short
     /// windows; `None` uses each plan's own period.
     pub limit_period_override: Option<Duration>,
@@ -69,6 +75,7 @@ impl Default for DispatcherSettings {
             retry: SharedRetryPolicy::default(),
             shutdown_grace: Duration::from_secs(20),
             busy_endpoint_delay: Duration::from_millis(200),
+            attempt_timeout: Duration::from_secs(15),
             limit_period_override: None,
             disable_after: Some(Duration::from_secs(5 * 24 * 60 * 60)),
             disabled_recheck: Duration::from_secs(15 * 60),
@@ -86,7 +93,7 @@ pub struct Dispatcher {
     limiter: Arc<dyn RateLimiter>,
     settings: DispatcherSettings,
     /// One semaphore per endpoint authority; the lock is never held across an await.
-    endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    endpoints: Mutex<HashMap<String, Arc<EndpointGate>>>,
     /// Failure streaks of endpoints as this process last saw them.
     health: health::HealthBook,
     /// Converts Avro payloads for applications that receive JSON.
@@ -248,13 +255,10 @@ impl Dispatcher {
             avro_json::Payload::Failed(error) => return self.conversion_failed(lease, error),
         };
 
-        // Waiting briefly for a busy endpoint keeps its pipeline full; waiting
-        // longer would let one slow endpoint hold every global slot.
-        let endpoint_slots = self.endpoint_slots(&endpoint);
-        let wait = self.settings.busy_endpoint_delay;
-        let _permit = match tokio::time::timeout(wait, endpoint_slots.acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) | Err(_) => return self.postpone(lease, wait),
+        let gate = self.endpoint_gate(&endpoint);
+        let _permit = match gate.enter(self.settings.busy_endpoint_delay).await {
+            endpoint_gate::Entry::Send(permit) => permit,
+            endpoint_gate::Entry::Postpone(delay) => return self.postpone(lease, delay),
         };
         // The limit is checked once the endpoint slot is taken, so a task
         // postponed for a busy endpoint does not use up its window. An
@@ -300,12 +304,17 @@ impl Dispatcher {
         }
     }
 
-    fn endpoint_slots(&self, endpoint: &Endpoint) -> Arc<Semaphore> {
+    fn endpoint_gate(&self, endpoint: &Endpoint) -> Arc<EndpointGate> {
         let key = authority(&endpoint.url);
         let mut endpoints = self.endpoints.lock().expect("endpoint map lock");
         endpoints
             .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_endpoint_concurrency)))
+            .or_insert_with(|| {
+                Arc::new(EndpointGate::new(
+                    self.settings.per_endpoint_concurrency,
+                    self.settings.attempt_timeout,
+                ))
+            })
             .clone()
     }
 }

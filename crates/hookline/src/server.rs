@@ -331,6 +331,7 @@ fn build_dispatcher(
         limit_period_override: config.limits.period_override,
         disable_after: Some(config.delivery.disable_after).filter(|after| !after.is_zero()),
         disabled_recheck: config.delivery.disabled_recheck,
+        attempt_timeout: config.delivery.timeout,
         ..DispatcherSettings::default()
     };
     Ok(Dispatcher::with_limiter(
