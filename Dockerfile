@@ -22,8 +22,8 @@ COPY . .
 # binary is copied out of the target cache within the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --package hookline --bin hookline \
-    && install -D -m 0755 target/release/hookline /out/hookline
+    cargo build --profile dist --locked --package hookline --bin hookline \
+    && install -D -m 0755 target/dist/hookline /out/hookline
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # The binary links glibc, libgcc_s and zlib dynamically; the slim image has
