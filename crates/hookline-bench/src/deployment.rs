@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 /// Key that encrypts signing secrets at rest in the benchmark's throwaway
 /// PostgreSQL schema, which the distributed mode requires. `isolation` also
 /// passes it to `hookline serve`.
-pub(crate) const BENCH_SECRET_KEY: &str = "bench:QkVOQ0hCRU5DSEJFTkNIQkVOQ0hCRU5DSEJFTkNIQkU=";
+const BENCH_SECRET_KEY: &str = "bench:QkVOQ0hCRU5DSEJFTkNIQkVOQ0hCRU5DSEJFTkNIQkU=";
 
 /// Addresses of the distributed backends and the number of dispatchers to run.
 #[derive(Debug, Clone, Serialize)]

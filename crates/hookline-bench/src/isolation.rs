@@ -1,16 +1,18 @@
-//! The `isolation` command: while one application's endpoint hangs until
-//! Hookline's delivery timeout, does another application's latency move?
+//! The `isolation` command, which measures whether the delivery latency of a
+//! healthy application changes while the endpoints of other applications
+//! hang until Hookline's delivery timeout.
 //!
 //! Every application gets its own receiver on its own port of 127.0.0.1.
-//! Hookline limits attempts in flight per scheme, host and port
+//! Hookline limits concurrent attempts per scheme, host and port
 //! (`delivery.per_endpoint_concurrency`), so each application has its own
 //! limit, as consumers on different hosts would. The run has two phases at
 //! the same fixed ingest rate, and each event goes to every application in
 //! both. In the baseline the hanging applications' endpoints respond with
-//! 204. In the second phase they record each request and never respond.
-//! The hang is therefore the only difference between the phases.
+//! 204. In the second phase they record each request and do not respond,
+//! so Hookline abandons each attempt at its delivery timeout. The hang is
+//! therefore the only difference between the phases.
 
-use crate::deployment::{Deployment, BENCH_SECRET_KEY};
+use crate::deployment::Deployment;
 use crate::generator::{self, per_second, GeneratorConfig, IngestOutcome};
 use crate::isolation_report::{
     HangingFigures, HealthyFigures, IsolationReport, IsolationSettings, LatencyDelta, PhaseFigures,
@@ -33,10 +35,10 @@ use std::time::Duration;
 pub(crate) struct IsolationOptions {
     pub(crate) hookline: PathBuf,
     pub(crate) settings: IsolationSettings,
-    /// Limit of each phase's wait for its deliveries, counted from the
+    /// Maximum time each phase waits for its deliveries, counted from the
     /// phase's last ingest response.
     pub(crate) timeout: Duration,
-    /// Destination of a copy of the Hookline processes' logs.
+    /// File that receives a copy of the Hookline processes' logs.
     pub(crate) hookline_log: Option<PathBuf>,
 }
 
@@ -45,7 +47,8 @@ pub(crate) struct IsolationOptions {
 enum Phase {
     /// Every endpoint responds with 204.
     Baseline,
-    /// The hanging applications' endpoints never respond.
+    /// The hanging applications' endpoints record each request without
+    /// responding, so each attempt ends at Hookline's delivery timeout.
     Hanging,
 }
 
@@ -72,7 +75,8 @@ impl Endpoints {
         })
     }
 
-    /// Returns each application's number with its receiver.
+    /// Returns each application's number and receiver, the healthy
+    /// application first.
     fn applications(&self) -> impl Iterator<Item = (u32, &Receiver)> {
         let hanging = (HEALTHY_APPLICATION + 1..).zip(&self.hanging);
         std::iter::once((HEALTHY_APPLICATION, &self.healthy)).chain(hanging)
@@ -92,11 +96,11 @@ impl Endpoints {
 
 /// Runs both phases against one deployment and returns the report.
 pub(crate) async fn run(mut options: IsolationOptions) -> Result<IsolationReport> {
-    let dir = tempfile::Builder::new()
+    let temp_dir = tempfile::Builder::new()
         .prefix("hookline-bench-")
         .tempdir()?;
     let pki = TestPki::generate()?;
-    let ca_file = dir.path().join("ca.pem");
+    let ca_file = temp_dir.path().join("ca.pem");
     pki.write_ca(&ca_file)?;
     let endpoints = Endpoints::start(&pki, options.settings.hanging_applications).await?;
     options.settings.healthy_receiver = endpoints.healthy.local_addr().to_string();
@@ -109,7 +113,7 @@ pub(crate) async fn run(mut options: IsolationOptions) -> Result<IsolationReport
     let mut deployment = Deployment::start(
         &options.hookline,
         &options.settings.topology,
-        dir.path(),
+        temp_dir.path(),
         &ca_file,
         hookline_env(&options.settings),
         None,
@@ -144,16 +148,9 @@ pub(crate) async fn run(mut options: IsolationOptions) -> Result<IsolationReport
 /// Returns the variables added to the Hookline processes' environment.
 fn hookline_env(settings: &IsolationSettings) -> Vec<(String, String)> {
     let timeout = humantime::format_duration(settings.delivery_timeout).to_string();
-    let mut env = vec![
-        ("HOOKLINE_DELIVERY__TIMEOUT".to_owned(), timeout),
-        // Without a key, `hookline serve` generates one and logs a warning,
-        // which would hide real warnings in the log count.
-        (
-            "HOOKLINE_SECRETS__KEYS".to_owned(),
-            BENCH_SECRET_KEY.to_owned(),
-        ),
-    ];
-    // Settings from the command line come last, so they win.
+    let mut env = vec![("HOOKLINE_DELIVERY__TIMEOUT".to_owned(), timeout)];
+    // Settings from the command line come last, so they override the ones
+    // above.
     env.extend(settings.hookline_env.iter().cloned());
     env
 }
@@ -176,9 +173,10 @@ async fn subscribe(server: &HooklineServer, endpoints: &Endpoints) -> Result<()>
     Ok(())
 }
 
-/// Scripts the endpoints for `phase`, ingests the phase's events and waits
-/// for the deliveries that should arrive: every one in the baseline, and
-/// the healthy application's ones with the hang.
+/// Sets the hanging endpoints' behaviour for `phase`, ingests the phase's
+/// events and waits for the expected deliveries. The baseline waits for
+/// every application's deliveries, and the hanging phase for the healthy
+/// application's only.
 async fn run_phase(
     deployment: &mut Deployment,
     endpoints: &Endpoints,
@@ -204,7 +202,7 @@ async fn run_phase(
 
     let clock_ticks = procfs::clock_ticks_per_second();
     let pids: Vec<u32> = deployment.processes().map(HooklineServer::pid).collect();
-    let before = CpuSample::take(&pids, clock_ticks)?;
+    let cpu_before = CpuSample::take(&pids, clock_ticks)?;
     let ingest = generator::run(GeneratorConfig {
         ingest_url: format!(
             "{}/api/v1/products/{PRODUCT}/events",
@@ -222,13 +220,13 @@ async fn run_phase(
     let (awaited, expected): (Vec<&Receiver>, u64) = match phase {
         Phase::Baseline => {
             let applications = 1 + u64::from(settings.hanging_applications);
-            let all = endpoints.applications().map(|(_, receiver)| receiver);
-            (all.collect(), ingest.accepted * applications)
+            let receivers = endpoints.applications().map(|(_, receiver)| receiver);
+            (receivers.collect(), ingest.accepted * applications)
         }
         Phase::Hanging => (vec![&endpoints.healthy], ingest.accepted),
     };
     wait_for_deliveries(deployment, &awaited, expected, deadline).await?;
-    let after = CpuSample::take(&pids, clock_ticks)?;
+    let cpu_after = CpuSample::take(&pids, clock_ticks)?;
 
     let healthy = healthy_figures(&endpoints.healthy, &ingest, first_event, settings);
     let hanging = hanging_figures(endpoints);
@@ -243,11 +241,12 @@ async fn run_phase(
         ingest: ingest_figures(&ingest, 1 + settings.hanging_applications),
         healthy,
         hanging,
-        cpu: CpuFigures::between(&before, &after),
+        cpu: CpuFigures::between(&cpu_before, &cpu_after),
     })
 }
 
-/// Computes the healthy application's figures from its receiver's log.
+/// Computes the healthy application's figures from the requests its
+/// receiver recorded.
 fn healthy_figures(
     receiver: &Receiver,
     ingest: &IngestOutcome,
@@ -274,7 +273,8 @@ fn healthy_figures(
     }
 }
 
-/// Sums what the hanging applications' receivers recorded in this phase.
+/// Sums the figures that the hanging applications' receivers recorded in
+/// this phase.
 fn hanging_figures(endpoints: &Endpoints) -> HangingFigures {
     let mut figures = HangingFigures {
         applications: endpoints.hanging.len() as u32,
@@ -284,9 +284,11 @@ fn hanging_figures(endpoints: &Endpoints) -> HangingFigures {
         let records = receiver.all();
         let stats = receiver.stats();
         let name = endpoint_name(application);
-        let ours = || records.iter().filter(|record| record.endpoint == name);
-        let webhooks: HashSet<&str> = ours().map(|record| record.webhook_id.as_str()).collect();
-        let max_attempts = ours().map(|record| record.attempt_index).max();
+        let own_records = || records.iter().filter(|record| record.endpoint == name);
+        let webhooks: HashSet<&str> = own_records()
+            .map(|record| record.webhook_id.as_str())
+            .collect();
+        let max_attempts = own_records().map(|record| record.attempt_index).max();
 
         figures.requests += stats.total;
         figures.webhooks_attempted += webhooks.len() as u64;
@@ -316,12 +318,13 @@ async fn stop(deployment: Deployment, copy_log_to: Option<&Path>) -> Result<usiz
     server::inspect_logs(&logs, copy_log_to)
 }
 
-/// Returns the events of one phase: `rate` times `duration`, rounded up.
+/// Returns the number of events in one phase, `rate` times `duration`
+/// rounded up, and fails unless that number is 1 to 1e9.
 pub(crate) fn events_per_phase(rate: f64, duration: Duration) -> Result<u64> {
     let events = (rate * duration.as_secs_f64()).ceil();
     if !(1.0..=1e9).contains(&events) {
         bail!(
-            "invalid --rate {rate} with --duration {}: a phase sends rate x duration events, which must be 1 to 1e9",
+            "invalid --rate {rate} with --duration {}: a phase sends rate x duration events, which must be 1 to 1e9. Change --rate or --duration",
             humantime::format_duration(duration)
         );
     }
