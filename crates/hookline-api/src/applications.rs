@@ -21,10 +21,10 @@ pub(crate) struct CreateApplication {
     plan: String,
     /// HTTPS URL that receives the webhooks.
     webhook_url: String,
-    /// Format of the events of an Avro product: `binary` (the default) for
-    /// the producer's bytes as `application/avro`, or `json` for each
-    /// event converted to JSON and sent as `application/json`. Products of
-    /// other formats ignore it.
+    /// Format of the events of an Avro product. `binary` (the default) sends
+    /// the producer's bytes as `application/avro`, and `json` converts each
+    /// event to JSON and sends it as `application/json`. Products of other
+    /// formats ignore this field.
     #[schema(example = "binary")]
     avro_format: Option<String>,
 }
@@ -40,9 +40,9 @@ pub(crate) struct ApplicationView {
     state: String,
     /// Format of the events of an Avro product: `binary` or `json`.
     avro_format: String,
-    /// Why Hookline disabled the application (a 410 Gone, or failing for
-    /// longer than `delivery.disable_after`); shown by GET of one
-    /// application only.
+    /// Reason Hookline disabled the application, such as a 410 Gone or
+    /// failures for longer than `delivery.disable_after`. Only the GET of one
+    /// application returns it.
     #[serde(skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
     /// When Hookline disabled the application.
@@ -57,12 +57,14 @@ pub(crate) struct ApplicationView {
     created_at: OffsetDateTime,
 }
 
-/// The creation response: the only one that carries the signing secret.
+/// Response to a creation, the only response that contains the signing
+/// secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedApplication {
     #[serde(flatten)]
     application: ApplicationView,
-    /// `whsec_<base64>`: the key that signs every webhook; store it now.
+    /// Key that signs every webhook, as `whsec_<base64>`. Store it now,
+    /// because no other response returns it.
     secret: String,
 }
 
@@ -113,7 +115,7 @@ pub(crate) async fn create(
         return Err(ApiError::invalid(
             "product",
             format!(
-                "product {:?} does not exist; create it with POST /api/v1/products",
+                "product {:?} does not exist. Create it with POST /api/v1/products",
                 request.product
             ),
         ));
@@ -186,8 +188,9 @@ pub(crate) struct UpdateApplication {
     /// Name of an existing plan to move the application to. The new limit
     /// applies from the application's next delivery on.
     plan: Option<String>,
-    /// Format of the events of an Avro product (`binary` or `json`), used
-    /// from the next attempt of each delivery, queued ones included.
+    /// Format of the events of an Avro product, `binary` or `json`. The new
+    /// format applies from the next attempt of each delivery, including
+    /// deliveries already queued.
     avro_format: Option<String>,
 }
 
@@ -208,7 +211,7 @@ pub(crate) async fn update(
         ));
     }
     let mut application = find(&state, &id).await?;
-    let missing = || ApiError::not_found(format!("application {id:?} does not exist"));
+    let not_found = || ApiError::not_found(format!("application {id:?} does not exist"));
     if let Some(plan) = request.plan {
         check_plan(&state, &plan).await?;
         if !state
@@ -216,14 +219,14 @@ pub(crate) async fn update(
             .set_application_plan(&application.id, &plan)
             .await?
         {
-            return Err(missing());
+            return Err(not_found());
         }
         tracing::info!(application_id = %application.id, from = %application.plan, to = %plan, "Application moved to another plan");
         application.plan = plan;
     }
     if let Some(format) = avro_format {
         if !state.store.set_avro_format(&application.id, format).await? {
-            return Err(missing());
+            return Err(not_found());
         }
         tracing::info!(application_id = %application.id, avro_format = format.as_str(), "Application's Avro format changed");
     }
@@ -231,7 +234,8 @@ pub(crate) async fn update(
     Ok(Json(ApplicationView::read(&state, &application).await?))
 }
 
-/// Parses an optional `avro_format` field and rejects other values with 422.
+/// Parses an optional `avro_format` field and rejects values other than
+/// `binary` and `json` with 422.
 fn parse_avro_format(value: Option<&str>) -> Result<Option<AvroFormat>, ApiError> {
     let Some(value) = value else {
         return Ok(None);
@@ -239,12 +243,12 @@ fn parse_avro_format(value: Option<&str>) -> Result<Option<AvroFormat>, ApiError
     AvroFormat::parse(value).map(Some).ok_or_else(|| {
         ApiError::invalid(
             "avro_format",
-            format!("avro_format {value:?} is invalid; use binary or json"),
+            format!("avro_format {value:?} is invalid. Use binary or json"),
         )
     })
 }
 
-/// Answers 422 naming the `plan` field unless a plan named `name` exists.
+/// Rejects with 422 on the `plan` field unless a plan named `name` exists.
 async fn check_plan(state: &ApiState, name: &str) -> Result<(), ApiError> {
     if state.store.plan(name).await?.is_some() {
         return Ok(());
@@ -259,7 +263,7 @@ async fn check_plan(state: &ApiState, name: &str) -> Result<(), ApiError> {
     Err(ApiError::invalid(
         "plan",
         format!(
-            "plan {name:?} does not exist; use one of: {}, or create it with POST /api/v1/plans",
+            "plan {name:?} does not exist. Use one of {}, or create it with POST /api/v1/plans",
             known.join(", ")
         ),
     ))
@@ -280,9 +284,9 @@ impl ApplicationView {
     }
 }
 
-/// Loads an application by the id in a path, or answers 404.
+/// Loads an application by the id in a path, or returns 404.
 pub(crate) async fn find(state: &ApiState, id: &str) -> Result<Application, ApiError> {
-    let missing = || ApiError::not_found(format!("application {id:?} does not exist"));
-    let id = ApplicationId::parse(id).ok_or_else(missing)?;
-    state.store.application(&id).await?.ok_or_else(missing)
+    let not_found = || ApiError::not_found(format!("application {id:?} does not exist"));
+    let id = ApplicationId::parse(id).ok_or_else(not_found)?;
+    state.store.application(&id).await?.ok_or_else(not_found)
 }

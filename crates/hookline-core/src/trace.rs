@@ -24,24 +24,24 @@ pub const TARGET: &str = "hookline::otel";
 /// Name of the W3C Trace Context header, in Kafka records and HTTP requests.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// Whether trace export is on in this process, so sources read incoming
-/// `traceparent` headers. Off by default.
+/// Flag that is set while trace export is on in this process. Sources read
+/// incoming `traceparent` headers only while it is set. Off by default.
 static EXPORT_ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Records that spans of [`TARGET`] are exported, so that sources read the
-/// `traceparent` of Kafka records and requests.
+/// Sets whether spans of [`TARGET`] are exported in this process. Sources
+/// read the `traceparent` of Kafka records and requests only while it is on.
 pub fn set_export_enabled(enabled: bool) {
     EXPORT_ENABLED.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether spans of [`TARGET`] are exported in this process.
+/// Reports whether spans of [`TARGET`] are exported in this process.
 pub fn export_enabled() -> bool {
     EXPORT_ENABLED.load(Ordering::Relaxed)
 }
 
 /// A parsed `traceparent` value: trace id, parent span id and trace flags.
-/// It is `Copy` and formats as text only when written to a store, a queue
-/// message or a header.
+/// The type is `Copy` and keeps the ids as bytes. It is formatted as text
+/// when written to a store, a queue message or a header.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceParent {
     trace_id: [u8; 16],
@@ -68,9 +68,9 @@ impl TraceParent {
 
     /// Parses a `traceparent` header value. Returns `None` for any value
     /// that W3C Trace Context Level 1 requires a parser to ignore: a wrong length,
-    /// uppercase or non-hex digits, version `ff`, or an all-zero id. A
-    /// higher version is read by its version `00` prefix, as the
-    /// specification asks.
+    /// uppercase or non-hex digits, a missing separator, version `ff`, or an
+    /// all-zero id. A higher version is read by its version `00` prefix, as
+    /// the specification recommends.
     pub fn parse(value: &str) -> Option<Self> {
         let value = value.trim_matches([' ', '\t']).as_bytes();
         if value.len() < VERSION_00_LEN {
@@ -101,14 +101,15 @@ impl TraceParent {
         self.span_id
     }
 
-    /// Whether the caller recorded its span (the `sampled` flag).
+    /// Reports whether the `sampled` flag is set, which means that the caller
+    /// may have recorded its span.
     pub fn is_sampled(&self) -> bool {
         self.flags & 0x01 == 0x01
     }
 
     /// Returns the context of `span` as exported, or `None` when the span
-    /// is disabled or no OpenTelemetry layer records it. Reading it starts
-    /// the OpenTelemetry span, so set its parent before calling this.
+    /// is disabled or no OpenTelemetry layer records it. Reading the context
+    /// starts the OpenTelemetry span, so set its parent before calling this.
     pub fn of_span(span: &tracing::Span) -> Option<Self> {
         if span.is_disabled() {
             return None;
@@ -126,9 +127,10 @@ impl TraceParent {
         )
     }
 
-    /// Makes this remote span the OpenTelemetry parent of `span`. It has
-    /// no effect on a disabled span, or on one whose OpenTelemetry span has
-    /// started already (entered, or read with [`TraceParent::of_span`]).
+    /// Makes this remote span the OpenTelemetry parent of `span`. It has no
+    /// effect on a disabled span, or on a span whose OpenTelemetry span has
+    /// already started because it was entered or read with
+    /// [`TraceParent::of_span`]. A failure is logged at debug level.
     pub fn adopt_into(&self, span: &tracing::Span) {
         if span.is_disabled() {
             return;
@@ -142,12 +144,13 @@ impl TraceParent {
         );
         let parent = opentelemetry::Context::new().with_remote_span_context(remote);
         if let Err(error) = span.set_parent(parent) {
-            tracing::debug!(%error, "Cannot set the remote parent of a span");
+            tracing::debug!(%error, traceparent = %self, "Failed to set the remote parent of a span");
         }
     }
 }
 
-/// Decodes exactly `N` bytes from lowercase hex digits.
+/// Decodes exactly `N` bytes from lowercase hex digits, or returns `None`
+/// for a wrong length or any other character.
 fn decode_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
     if digits.len() != N * 2 {
         return None;
@@ -196,7 +199,9 @@ impl<'de> Deserialize<'de> for TraceParent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         Self::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!("invalid W3C traceparent value {text:?}"))
+            serde::de::Error::custom(format!(
+                "invalid W3C traceparent value {text:?}, expected \"00-<32 hex digits>-<16 hex digits>-<2 hex digits>\" in lowercase"
+            ))
         })
     }
 }
@@ -277,8 +282,8 @@ mod tests {
         let parsed = TraceParent::parse(SAMPLE).unwrap();
         let json = serde_json::to_value(parsed).unwrap();
         assert_eq!(json, SAMPLE);
-        let back: TraceParent = serde_json::from_value(json).unwrap();
-        assert_eq!(back, parsed);
+        let deserialized: TraceParent = serde_json::from_value(json).unwrap();
+        assert_eq!(deserialized, parsed);
         let invalid = serde_json::from_value::<TraceParent>(serde_json::json!("00-zz"));
         assert!(invalid.is_err());
     }

@@ -47,7 +47,7 @@ pub struct DispatcherSettings {
     /// put back in the queue without counting an attempt. A wait that times
     /// out marks the endpoint as congested (module `endpoint_gate`).
     pub busy_endpoint_delay: Duration,
-    /// Longest time one attempt may take (`delivery.timeout`), which paces
+    /// Maximum time one attempt may take (`delivery.timeout`), which paces
     /// the tasks of a congested endpoint.
     pub attempt_timeout: Duration,
     /// Replaces the window length of every plan, so tests can use short

@@ -1,6 +1,7 @@
-//! Spans of gateway requests. Each continues the caller's trace when the
-//! request has a valid `traceparent` header: the dispatcher sends the
-//! context of its attempt span with every `POST /v1/attempts`.
+//! Spans of gateway requests. Each span continues the caller's trace when
+//! trace export is on and the request has a valid `traceparent` header. The
+//! dispatcher sends the context of its attempt span with every
+//! `POST /v1/attempts`.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use hookline_core::trace::{self, TraceParent};
@@ -39,7 +40,8 @@ pub(crate) fn proxy(method: &Method, headers: &HeaderMap) -> tracing::Span {
     span
 }
 
-/// Records the status of the gateway's response.
+/// Records the status code of the gateway's response and marks the span as
+/// an error for a 5xx status.
 pub(crate) fn record_status(span: &tracing::Span, status: StatusCode) {
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {

@@ -186,8 +186,9 @@ impl Batch {
     }
 }
 
-/// Reads the last `traceparent` header. W3C Trace Context requires an
-/// invalid value to be ignored, so the record then starts a new trace.
+/// Returns the parsed value of the last `traceparent` header, or `None` when
+/// it is missing or invalid. W3C Trace Context requires an invalid value to
+/// be ignored, so the record then starts a new trace.
 fn traceparent_header(message: &BorrowedMessage<'_>) -> Option<TraceParent> {
     let headers = message.headers()?;
     let value = headers

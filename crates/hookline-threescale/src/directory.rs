@@ -34,8 +34,9 @@ enum LoadError {
 /// The subscription directory backed by 3scale.
 ///
 /// Each application becomes a row in the state store, because deliveries
-/// refer to applications there. The row's secret is a random placeholder:
-/// the key that signs comes from 3scale on every read and is never stored.
+/// refer to applications there. The row's secret is a random placeholder,
+/// because the signing key comes from 3scale and is never written to the
+/// state store. The Redis tier, when set, stores it encrypted.
 pub struct ThreescaleDirectory {
     api: AdminApi,
     settings: ThreescaleSettings,
@@ -93,13 +94,15 @@ impl ThreescaleDirectory {
         })
     }
 
-    /// Adds the Redis tier: each service's list is shared through `client`,
-    /// encrypted with the newest key of `cipher`, which every replica needs
-    /// too. Lookups then try this process's cache, then Redis, then 3scale.
+    /// Adds the Redis tier, which shares each service's list through
+    /// `client`. Lists are encrypted with the newest key of `cipher`, so
+    /// every replica needs that key too. Lookups then try this process's
+    /// cache, then Redis, then 3scale.
     pub fn with_redis(mut self, client: RedisClient, cipher: SecretCipher) -> Self {
-        // A claim outlives one request, so a slow refresh is rarely
-        // duplicated. While 3scale fails, it spaces the replicas' attempts
-        // as the backoff spaces one process's attempts.
+        // A claim lasts at least one request timeout, so a slow refresh is
+        // rarely duplicated. It also lasts at least the backoff, so while
+        // 3scale fails the replicas together retry about as often as one
+        // process would.
         let claim_for = backoff(&self.settings).max(self.settings.request_timeout);
         self.shared = Some(SharedCache::new(
             client,
@@ -133,8 +136,8 @@ impl ThreescaleDirectory {
         shared.load(service, || self.fetch(service)).await
     }
 
-    /// Reads the service's applications and plans from 3scale and stores
-    /// their rows.
+    /// Reads the service's applications and plans from 3scale and writes
+    /// their rows to the state store.
     async fn fetch(&self, service: u64) -> Result<ApplicationList, LoadError> {
         let product = self
             .settings
@@ -166,9 +169,10 @@ impl ThreescaleDirectory {
         })
     }
 
-    /// Reads the rate limit of each plan the applications use: the Hookline
-    /// plan's, or for a plan that Hookline does not have, the limit that
-    /// 3scale sets on `directory.usage_metric` in the application plan.
+    /// Reads the rate limit of each plan the applications use. A plan that
+    /// Hookline has gets the Hookline plan's limit. Any other plan gets the
+    /// limit that 3scale sets on `directory.usage_metric` in the application
+    /// plan.
     async fn plan_limits(
         &self,
         service: u64,
@@ -213,7 +217,7 @@ impl ThreescaleDirectory {
         let metric = &self.settings.usage_metric;
         let (Some(metric_id), Some(plan_id)) = (metric_id, application.plan_id) else {
             if self.first_warning(&format!("plan:{plan}")) {
-                tracing::warn!(service, %plan, %metric, "A 3scale application plan maps to no Hookline plan and the service has no such metric (directory.usage_metric); sending without a rate limit (set directory.plans)");
+                tracing::warn!(service, %plan, %metric, "A 3scale application plan maps to no Hookline plan, and the service has no metric named directory.usage_metric or the application has no plan id, so its webhooks are sent without a rate limit. Map the plan in directory.plans");
             }
             return Ok(None);
         };
@@ -225,7 +229,7 @@ impl ThreescaleDirectory {
             }
             None => {
                 if self.first_warning(&format!("plan:{plan}")) {
-                    tracing::warn!(service, %plan, plan_id, %metric, "A 3scale application plan maps to no Hookline plan and has no minute, hour, day, week, month or year limit on the usage metric; sending without a rate limit");
+                    tracing::warn!(service, %plan, plan_id, %metric, "A 3scale application plan maps to no Hookline plan and has no minute, hour, day, week, month or year limit on the usage metric, so its webhooks are sent without a rate limit. Map the plan in directory.plans or set a limit in 3scale");
                 }
             }
         }
@@ -327,11 +331,11 @@ impl Directory for ThreescaleDirectory {
         Ok(self.snapshot(service).await?.endpoints.get(id).cloned())
     }
 
-    /// Makes each service's list reload on its next use. With the Redis
-    /// tier, a list in Redis younger than the TTL is used again, with the
-    /// current limits of the Hookline plans, which are what such a change
-    /// can affect. 3scale's own changes arrive within the TTL, as without
-    /// Redis.
+    /// Expires each service's list in this process, so the next lookup
+    /// reloads it. With the Redis tier, that reload reuses a list in Redis
+    /// younger than the TTL but applies the current limits of the Hookline
+    /// plans, which are what a change in Hookline can affect. Changes made
+    /// in 3scale still take up to the TTL to arrive, as without Redis.
     fn invalidate(&self) {
         self.cache.expire();
     }

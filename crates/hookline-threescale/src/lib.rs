@@ -15,21 +15,22 @@
 //!
 //! Hookline ids are `app_3s{service}_{application}`, so the same 3scale
 //! application always has the same id. Lists are cached for
-//! `directory.cache_ttl`; while 3scale fails, the last good list is served
+//! `directory.cache_ttl`. While 3scale fails, the last good list is served
 //! for up to `directory.stale_for` (module `cache`).
 //!
 //! With [`ThreescaleDirectory::with_redis`] (the distributed mode with
-//! `redis.url`), lists are also shared through Redis (module `shared`): a
-//! lookup tries this process's cache, then a list in Redis younger than
-//! `directory.cache_ttl`, then 3scale, whose list is written to Redis
-//! with an expiry of `directory.stale_for`. When a list in Redis is older
-//! than the TTL, one replica claims its refresh and the others serve it
-//! meanwhile. While 3scale fails, a list in Redis younger than
-//! `directory.stale_for` is served, so a replica that starts during an
-//! outage still has one. The list is encrypted with the newest key of
-//! `secrets.keys`, because it contains the `user_key`s. Redis failures are
-//! logged and counted in `hookline_directory_redis_cache_total{result="error"}`
-//! and never fail a lookup that 3scale can serve.
+//! `redis.url`), lists are also shared through Redis (module `shared`). A
+//! lookup tries this process's cache first, then a list in Redis younger
+//! than `directory.cache_ttl`, then 3scale. A list read from 3scale is
+//! written to Redis with an expiry of `directory.stale_for`. When a list in
+//! Redis is older than the TTL, one replica claims its refresh and the
+//! others serve the older list meanwhile. While 3scale fails, a list in
+//! Redis younger than `directory.stale_for` is served, so a replica that
+//! starts during an outage still has one. The list is encrypted with the
+//! newest key of `secrets.keys`, because it contains the `user_key`s.
+//! Redis failures are logged and counted in
+//! `hookline_directory_redis_cache_total{result="error"}`, and they do not
+//! fail a lookup that 3scale can serve.
 
 mod api;
 mod cache;

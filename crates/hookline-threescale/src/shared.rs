@@ -22,12 +22,12 @@
 //! current limit of each Hookline plan in the list from the store, because
 //! a plan may have changed since the list was written.
 //!
-//! Redis failures never fail a lookup that 3scale can serve: each one is
-//! logged with the service id, counted in
+//! A Redis failure does not fail a lookup that 3scale can serve. Each
+//! failure is logged with the service id and counted in
 //! `hookline_directory_redis_cache_total{result="error"}`, and the load
-//! goes on without Redis. A Redis that does not respond delays the load by
-//! up to the command timeout, once per load, because the load skips Redis
-//! after a failed command.
+//! continues without Redis. A Redis that does not respond delays a load by
+//! up to one command timeout, because the load skips Redis after a failed
+//! command.
 
 use crate::cache::{Failed, Loaded};
 use crate::parse::ParsedApplication;
@@ -45,37 +45,38 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Counter of lookups in Redis, by result. `hit` is a list younger than the
-/// TTL, served without a request to 3scale. `miss` means 3scale was
-/// requested. `stale` is an older list, served while 3scale fails or another
-/// replica reads it. `error` is a failed Redis command or unreadable list.
+/// Counter of lookups in Redis, by result. `hit` means a list younger than
+/// the TTL was served without a request to 3scale. `miss` means 3scale was
+/// requested. `stale` means an older list was offered as the fallback
+/// while 3scale fails, or served while another replica refreshes it. `error` counts each failed Redis command
+/// and each list that cannot be read.
 const METRIC: &str = "hookline_directory_redis_cache_total";
 
 /// Prefix of every encrypted value written by `SecretCipher::encrypt`.
-/// `SecretCipher::decrypt` passes other values through unchanged, so they
-/// are rejected before it is called.
+/// `SecretCipher::decrypt` returns values without it unchanged, so
+/// `SharedCache::read` rejects such values before decrypting.
 const ENCRYPTED_PREFIX: &str = "enc1:";
 
 /// Maximum wait before a replica that found another replica's claim reads
 /// Redis again.
 const MAX_DEFER: Duration = Duration::from_secs(1);
 
-/// A list that cannot be read from Redis.
+/// Reason a list cannot be read from Redis.
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
     #[error(transparent)]
     Redis(#[from] RedisError),
-    #[error("the stored value is not encrypted; it was not written by Hookline")]
+    #[error("the list value in Redis is not encrypted, so Hookline did not write it")]
     Unencrypted,
-    #[error("{0}; every replica needs the same secrets.keys")]
+    #[error("decrypting the list in Redis failed: {0}. Every replica needs the same secrets.keys")]
     Cipher(#[from] CipherError),
-    #[error("the stored list is not valid JSON of this version: {0}")]
+    #[error("the list in Redis is not valid JSON for this Hookline version: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("the stored list belongs to service {found}")]
+    #[error("the list in Redis is for another service, {found}")]
     OtherService { found: u64 },
 }
 
-/// The rate limit of one plan, as stored.
+/// Rate limit of one plan, as serialized in a [`StoredList`].
 #[derive(Serialize, Deserialize)]
 struct StoredLimit {
     limit: u64,
@@ -83,7 +84,7 @@ struct StoredLimit {
     over_limit: OverLimit,
 }
 
-/// The JSON that is encrypted into the value.
+/// Contents of a list value in Redis, serialized as JSON and then encrypted.
 #[derive(Serialize, Deserialize)]
 struct StoredList {
     service: u64,
@@ -94,8 +95,8 @@ struct StoredList {
     limits: Vec<(String, Option<StoredLimit>)>,
 }
 
-/// A list read from Redis, and its age by the clocks of the replica that
-/// wrote it and this one.
+/// List read from Redis, with its age. The age compares the clock of the
+/// replica that wrote the list with the clock of this one.
 struct SharedCopy {
     list: ApplicationList,
     age: Duration,
@@ -105,9 +106,10 @@ struct SharedCopy {
 pub(crate) struct SharedCache {
     client: RedisClient,
     cipher: SecretCipher,
-    /// The state store, for the current limits of Hookline plans.
+    /// State store, read for the current limits of Hookline plans.
     store: Arc<dyn Store>,
-    /// `threescale:v1:` and the settings digest, before the service id.
+    /// Key namespace `threescale:v1:<settings digest>`, which precedes the
+    /// service id.
     namespace: String,
     ttl: Duration,
     stale_for: Duration,
@@ -134,10 +136,11 @@ impl SharedCache {
         }
     }
 
-    /// Loads the list of `service`: from Redis when a copy there is younger
-    /// than the TTL, else with `fetch` from 3scale, writing the result to
-    /// Redis. When `fetch` fails, a copy younger than `stale_for` is offered
-    /// as the fallback.
+    /// Loads the list of `service` from Redis when the copy there is younger
+    /// than the TTL. Otherwise it reads 3scale with `fetch` and writes the
+    /// result to Redis. While another replica holds the refresh claim, the
+    /// older copy is served instead. When `fetch` fails, a copy younger than
+    /// `stale_for` is offered as the fallback.
     pub(crate) async fn load<F, Fut, E>(
         &self,
         service: u64,
@@ -191,10 +194,11 @@ impl SharedCache {
         }
     }
 
-    /// Serves a copy while another replica reads 3scale.
+    /// Serves the copy from Redis while another replica refreshes it from
+    /// 3scale.
     async fn defer(&self, service: u64, copy: SharedCopy) -> Loaded<Snapshot> {
         metrics::counter!(METRIC, "result" => "stale").increment(1);
-        tracing::debug!(service, age = ?copy.age, "Another replica is reading the applications from 3scale; serving the list in Redis");
+        tracing::debug!(service, age = ?copy.age, "Serving the list in Redis while another replica reads the applications from 3scale");
         Loaded::Deferred {
             value: self.adopt(service, copy.list).await,
             age: copy.age,
@@ -212,24 +216,24 @@ impl SharedCache {
             return Failed::new(error);
         };
         metrics::counter!(METRIC, "result" => "stale").increment(1);
-        tracing::info!(service, age = ?copy.age, "Offering the applications another replica stored in Redis while 3scale fails");
+        tracing::info!(service, age = ?copy.age, "Reading 3scale failed, so offering the list in Redis as the fallback");
         Failed {
             error: error.to_string(),
             fallback: Some((self.adopt(service, copy.list).await, copy.age)),
         }
     }
 
-    /// Builds the snapshot of a list from Redis with the current limit of
-    /// each plan that Hookline has. Plans that Hookline does not have keep
-    /// the limit read from 3scale. When the store fails, the plans not yet
-    /// read keep the limits stored with the list.
+    /// Builds the snapshot of a list from Redis with each plan's current
+    /// limit from the state store. Plans missing from the store keep the
+    /// limit read from 3scale. When the store fails, the plans not yet read
+    /// keep the limits stored with the list.
     async fn adopt(&self, service: u64, mut list: ApplicationList) -> Snapshot {
         for (plan, limit) in list.limits.iter_mut() {
             match self.store.plan(plan).await {
                 Ok(Some(current)) => *limit = current.rate_limit(),
                 Ok(None) => {}
                 Err(error) => {
-                    tracing::warn!(service, %plan, %error, "Reading a plan from the state store failed; using the limits stored with the list in Redis");
+                    tracing::warn!(service, %plan, %error, "Reading a plan from the state store failed, so the remaining plans keep the limits stored with the list in Redis");
                     break;
                 }
             }
@@ -241,7 +245,8 @@ impl SharedCache {
         format!("{}:{service}", self.namespace)
     }
 
-    /// Binds an encrypted value to its full key name, prefix included.
+    /// Returns the full key name, prefix included, that an encrypted value is
+    /// bound to.
     fn owner(&self, key: &str) -> String {
         format!("{}{key}", self.client.key_prefix())
     }
@@ -262,9 +267,9 @@ impl SharedCache {
                 found: stored.service,
             });
         }
-        // NOTE: the age compares the clocks of two replicas. A list from a
-        // clock ahead of this one counts as younger than it is, and one
-        // from the future counts as new.
+        // NOTE: the age compares the clocks of two replicas. A writer whose
+        // clock runs ahead of this one makes the list look younger than it
+        // is, and a timestamp in the future gives an age of zero.
         let age_ms = unix_millis().saturating_sub(stored.fetched_at_ms).max(0);
         let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(u64::MAX));
         Ok(Some(SharedCopy {
@@ -308,13 +313,14 @@ impl SharedCache {
             service,
             operation,
             %error,
-            "The Redis cache of 3scale applications failed; continuing with 3scale and this process's cache"
+            "The Redis cache of 3scale applications failed, so the load continues with 3scale and this process's cache. Check that Redis is reachable"
         );
     }
 }
 
-/// Returns a digest of the settings that shape the parsed list. The
-/// access token is left out: it changes who reads, not what is read.
+/// Returns the first 8 bytes, in hex, of a SHA-256 digest of the settings
+/// that shape the parsed list. The access token is left out because it
+/// changes who reads, not what is read.
 fn settings_digest(settings: &ThreescaleSettings) -> String {
     let mut digest = Sha256::new();
     let mut add = |text: &str| {
@@ -391,18 +397,22 @@ mod tests {
     }
 
     #[test]
-    fn digest_changes_with_the_parsing_settings() {
+    fn digest_follows_parsing_settings() {
         let base = settings_digest(&settings());
         assert_eq!(base.len(), 16);
-        let mut token = settings();
-        token.access_token = "other".into();
-        assert_eq!(settings_digest(&token), base, "the token is left out");
-        let mut field = settings();
-        field.secret_field = "app_key".into();
-        assert_ne!(settings_digest(&field), base);
-        let mut plans = settings();
-        plans.plans.insert("basic".into(), "free".into());
-        assert_ne!(settings_digest(&plans), base);
+        let mut token_changed = settings();
+        token_changed.access_token = "other".into();
+        assert_eq!(
+            settings_digest(&token_changed),
+            base,
+            "the token is left out"
+        );
+        let mut field_changed = settings();
+        field_changed.secret_field = "app_key".into();
+        assert_ne!(settings_digest(&field_changed), base);
+        let mut plans_changed = settings();
+        plans_changed.plans.insert("basic".into(), "free".into());
+        assert_ne!(settings_digest(&plans_changed), base);
     }
 
     #[test]

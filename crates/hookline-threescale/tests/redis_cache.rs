@@ -1,10 +1,11 @@
-//! The Redis tier of the 3scale directory, against the machine's Redis at
-//! 127.0.0.1:6379 (or `HOOKLINE_TEST_REDIS_URL`) and a fake Admin Portal on
-//! 127.0.0.1 that serves `fixtures/threescale/service-42` and counts the
-//! requests it receives. Each test uses a key prefix of its own and deletes
-//! its keys at the end. Keys left by a failed test expire after a minute.
-//! Replicas are `ThreescaleDirectory` values with their own in-process
-//! cache over one SQLite store, as replicas share one PostgreSQL store.
+//! Tests of the Redis tier of the 3scale directory. They need the machine's
+//! Redis at 127.0.0.1:6379 (or `HOOKLINE_TEST_REDIS_URL`). A fake Admin
+//! Portal on 127.0.0.1 serves `fixtures/threescale/service-42` and counts
+//! the requests it receives. Each test uses a key prefix of its own and
+//! deletes its keys at the end. Keys left by a failed test expire within a
+//! minute. Replicas are `ThreescaleDirectory` values, each with its own
+//! in-process cache, over one shared SQLite store. It stands in for the
+//! PostgreSQL store that real replicas share.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -78,6 +79,8 @@ async fn start_fake() -> (String, Arc<Fake>) {
     (format!("http://{address}"), fake)
 }
 
+/// Counts the request and returns the error response for it, if any: 503
+/// while the fake is failing, 401 without the expected access token.
 fn refuse(fake: &Fake, params: &HashMap<String, String>) -> Option<Response> {
     fake.requests.fetch_add(1, Ordering::SeqCst);
     if fake.mode.load(Ordering::SeqCst) == FAILING {
@@ -94,8 +97,8 @@ fn fixture(name: &str) -> Response {
 }
 
 async fn applications(State(fake): State<Arc<Fake>>, Query(params): Params) -> Response {
-    if let Some(refused) = refuse(&fake, &params) {
-        return refused;
+    if let Some(rejection) = refuse(&fake, &params) {
+        return rejection;
     }
     let page = params.get("page").cloned().unwrap_or_else(|| "1".into());
     fixture(&format!("applications.page{page}.json"))
@@ -106,13 +109,14 @@ async fn plans(
     Path(_service): Path<u64>,
     Query(params): Params,
 ) -> Response {
-    if let Some(refused) = refuse(&fake, &params) {
-        return refused;
+    if let Some(rejection) = refuse(&fake, &params) {
+        return rejection;
     }
     fixture("application_plans.json")
 }
 
-/// One test's fake 3scale, store, Redis key prefix and key.
+/// Per-test state: the fake 3scale, the state store, a Redis key prefix and
+/// the cipher that replicas share.
 struct Setup {
     admin_url: String,
     fake: Arc<Fake>,
@@ -199,11 +203,15 @@ impl Setup {
         keys
     }
 
-    /// Returns the name of the one list key of service 42.
+    /// Returns the name of the list key of service 42, asserting that it is
+    /// the only list key.
     async fn list_key(&self) -> String {
         let keys = self.keys().await;
-        let lists: Vec<&String> = keys.iter().filter(|k| !k.ends_with(":refresh")).collect();
-        assert_eq!(lists.len(), 1, "one list key: {keys:?}");
+        let lists: Vec<&String> = keys
+            .iter()
+            .filter(|key| !key.ends_with(":refresh"))
+            .collect();
+        assert_eq!(lists.len(), 1, "expected exactly one list key: {keys:?}");
         assert!(lists[0].ends_with(":42"), "{}", lists[0]);
         lists[0].clone()
     }
@@ -226,20 +234,23 @@ fn expected_subscribers() -> [hookline_core::ApplicationId; 2] {
     [application_id(42, 7101), application_id(42, 7105)]
 }
 
-async fn assert_serves_fixtures(directory: &ThreescaleDirectory, who: &str) {
+async fn assert_serves_fixtures(directory: &ThreescaleDirectory, replica_name: &str) {
     let subscribers = directory.subscribers("order-created").await;
-    let subscribers = subscribers.unwrap_or_else(|error| panic!("{who}: {error}"));
+    let subscribers = subscribers.unwrap_or_else(|error| panic!("{replica_name}: {error}"));
     assert_eq!(
         subscribers.as_ref(),
         expected_subscribers().as_slice(),
-        "{who}"
+        "{replica_name}"
     );
     let endpoint = directory.endpoint(&application_id(42, 7105)).await.unwrap();
-    let endpoint = endpoint.unwrap_or_else(|| panic!("{who}: application 7105"));
-    assert_eq!(endpoint.url, "https://hooks.example/hooks/page3", "{who}");
-    assert_eq!(endpoint.plan, "paid", "{who}");
+    let endpoint = endpoint.unwrap_or_else(|| panic!("{replica_name}: application 7105"));
+    assert_eq!(
+        endpoint.url, "https://hooks.example/hooks/page3",
+        "{replica_name}"
+    );
+    assert_eq!(endpoint.plan, "paid", "{replica_name}");
     let key = SigningSecret::from_raw_key(PAGE3_KEY.as_bytes());
-    assert_eq!(endpoint.secrets, vec![key], "{who}");
+    assert_eq!(endpoint.secrets, vec![key], "{replica_name}");
 }
 
 #[tokio::test]
@@ -329,13 +340,13 @@ async fn outage_serves_list_older_than_ttl() {
     assert_serves_fixtures(&replica_b, "replica B").await;
     assert!(
         setup.fake.requests() > after_a,
-        "B asked 3scale, because the list in Redis was past the TTL"
+        "B requested the list from 3scale because the list in Redis was past the TTL"
     );
     setup.clean().await;
 }
 
 #[tokio::test]
-async fn list_under_another_key_is_ignored() {
+async fn list_encrypted_with_other_key_ignored() {
     let setup = setup().await;
     let replica_a = setup.replica(Duration::from_secs(30));
     assert_serves_fixtures(&replica_a, "replica A").await;
@@ -375,7 +386,7 @@ async fn claimed_refresh_serves_older_list() {
     assert_serves_fixtures(&setup.replica(ttl), "replica A").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    // Another replica has the refresh claim.
+    // Simulates another replica holding the refresh claim.
     let claim = format!("{}:refresh", setup.list_key().await);
     let mut connection = setup.connection().await;
     let _: () = redis::cmd("SET")

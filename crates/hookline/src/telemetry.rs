@@ -26,7 +26,8 @@ mod http_client;
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Environment variables that the OpenTelemetry specification defines for
-/// the trace endpoint; either one turns export on without `telemetry.*`.
+/// the trace endpoint. Setting either one turns export on even without
+/// `telemetry.otlp_endpoint`.
 const ENDPOINT_VARIABLES: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -35,17 +36,17 @@ const ENDPOINT_VARIABLES: [&str; 2] = [
 /// Failure to set up trace export.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("cannot build the OTLP trace exporter for {endpoint}: {source}; check telemetry.otlp_endpoint or OTEL_EXPORTER_OTLP_ENDPOINT")]
+    #[error("failed to build the OTLP trace exporter for {endpoint}: {source}. Check telemetry.otlp_endpoint or the OTEL_EXPORTER_OTLP_* variables")]
     Exporter {
         endpoint: String,
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
     },
-    #[error("cannot build the HTTP client of the OTLP exporter: {0}")]
+    #[error("failed to build the HTTP client of the OTLP exporter: {0}")]
     Client(#[source] reqwest::Error),
 }
 
-/// Handle to trace export; [`Telemetry::shutdown`] flushes the spans that
+/// Handle to trace export. [`Telemetry::shutdown`] flushes the spans that
 /// are still queued.
 #[must_use = "call shutdown() before exiting, or queued spans are lost"]
 pub struct Telemetry {
@@ -53,7 +54,7 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Whether spans are exported.
+    /// Reports whether spans are exported.
     pub fn exports(&self) -> bool {
         self.provider.is_some()
     }
@@ -65,15 +66,18 @@ impl Telemetry {
             return;
         };
         if let Err(error) = provider.shutdown() {
-            tracing::warn!(%error, "Flushing the last spans to the OTLP endpoint failed");
+            tracing::warn!(%error, "Failed to shut down the OTLP exporter, so queued spans may be lost");
         }
     }
 }
 
-/// Installs the global subscriber: logs to stderr, where `RUST_LOG` wins
-/// over `log.level`, and the OTLP exporter when an endpoint is configured.
-/// `role` names the process, as in `hookline-<role>`. Call it within a
-/// Tokio runtime, whose workers run the batch span processor.
+/// Installs the global `tracing` subscriber, which writes logs to stderr and,
+/// when an endpoint is configured, exports spans over OTLP. A valid
+/// `RUST_LOG` takes precedence over `log.level`. `role` names the process,
+/// as in `hookline-<role>`. Call it within a Tokio runtime, because the
+/// runtime's workers run the batch span processor.
+///
+/// Panics if a global subscriber is already installed.
 pub fn init(
     log: &LogConfig,
     telemetry: &TelemetryConfig,
@@ -100,8 +104,8 @@ pub fn init(
     Ok(Telemetry { provider })
 }
 
-/// The log output. Spans meant for export never show in logs, so log
-/// lines look the same with export on or off.
+/// Builds the stderr log layer, in text or JSON lines. It filters out the
+/// spans of [`trace::TARGET`], so log lines look the same with export on or off.
 fn log_layer<S>(config: &LogConfig) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
@@ -121,7 +125,8 @@ where
     }
 }
 
-/// Builds the tracer provider, or returns `None` when no endpoint is set.
+/// Builds the tracer provider, or returns `None` when neither
+/// `telemetry.otlp_endpoint` nor an endpoint variable is set.
 fn build_provider(
     config: &TelemetryConfig,
     role: &str,
@@ -153,9 +158,9 @@ fn build_provider(
     Ok(Some(provider))
 }
 
-/// `service.name`, `service.version` and `hookline.role`. The default
-/// resource detectors also read `OTEL_SERVICE_NAME` and
-/// `OTEL_RESOURCE_ATTRIBUTES`.
+/// Builds the resource with `service.name`, `service.version` and
+/// `hookline.role`. The default resource detectors also read
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`.
 fn resource(config: &TelemetryConfig, role: &str) -> Resource {
     let mut builder = Resource::builder().with_attributes([
         KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),

@@ -46,7 +46,7 @@ struct Fake {
 
 type Params = Query<HashMap<String, String>>;
 
-/// Starts the fake on a free port; returns its base URL and state.
+/// Starts the fake on a free port and returns its base URL and state.
 async fn start_fake(receiver_url: String) -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake {
         receiver_url,
@@ -478,8 +478,8 @@ service_tokens = {{ "order-created" = "{SERVICE_TOKEN}" }}"#
     assert_eq!(totals.len(), 2, "only delivered applications: {totals:?}");
 }
 
-/// A Redis key prefix whose keys are deleted when the test ends, also when
-/// it fails.
+/// Redis key prefix whose keys are deleted on drop, so also when the test
+/// fails.
 struct RedisKeys(String);
 
 impl Drop for RedisKeys {
@@ -488,7 +488,11 @@ impl Drop for RedisKeys {
     }
 }
 
-/// Deletes the Redis keys that start with `prefix`, with `redis-cli`.
+/// Deletes the Redis keys that start with `prefix`, with `redis-cli`. Does
+/// nothing when `redis-cli` cannot run.
+///
+/// NOTE: this always cleans the Redis at 127.0.0.1:6379, even when
+/// `HOOKLINE_TEST_REDIS_URL` points the servers at another one.
 fn delete_redis_keys(prefix: &str) {
     let Ok(listing) = Command::new("redis-cli")
         .args(["-h", "127.0.0.1", "--scan", "--pattern"])
@@ -519,13 +523,13 @@ async fn replica_started_during_outage_uses_redis_list() {
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
     let prefix = format!("hltest-3s-e2e-{nanos:x}:");
     let _cleanup = RedisKeys(prefix.clone());
-    let extra = [
+    let environment = [
         ("HOOKLINE_REDIS__KEY_PREFIX", prefix.as_str()),
         ("HOOKLINE_DIRECTORY__CACHE_TTL", "60s"),
         ("HOOKLINE_DIRECTORY__STALE_FOR", "5m"),
     ];
     let plans = r#"plans = { "basic" = "free", "unlimited" = "paid" }"#;
-    let first = serve_with_directory(&world, &admin_url, plans, &extra).await;
+    let first = serve_with_directory(&world, &admin_url, plans, &environment).await;
     first
         .create_product("order-created", "order-created-event")
         .await;
@@ -554,7 +558,7 @@ async fn replica_started_during_outage_uses_redis_list() {
     );
 
     fake.mode.store(FAILING, Ordering::SeqCst);
-    let second = serve_with_directory(&world, &admin_url, plans, &extra).await;
+    let second = serve_with_directory(&world, &admin_url, plans, &environment).await;
     ingest_one(&second, "from-second").await;
     let arrived = world
         .receiver

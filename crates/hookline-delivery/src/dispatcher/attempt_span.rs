@@ -1,6 +1,7 @@
-//! The span of one delivery attempt. Its parent is the span of the event,
-//! whose context the task carries through the queue, so the attempt joins
-//! the trace that began at the Kafka record or the ingest request.
+//! The span of one delivery attempt. When the task carries the context of
+//! the event's span through the queue, that span becomes the parent, so the
+//! attempt joins the trace that began at the Kafka record or the ingest
+//! request.
 
 use crate::egress::EgressOutcome;
 use hookline_core::queue::DeliveryTask;
@@ -32,7 +33,8 @@ pub(super) fn open(task: &DeliveryTask) -> tracing::Span {
     span
 }
 
-/// Records what the consumer's endpoint returned, or why nothing was sent.
+/// Records the outcome of the attempt: the response status and duration,
+/// the error class, or the reason that nothing was sent.
 pub(super) fn record(span: &tracing::Span, outcome: &EgressOutcome) {
     if span.is_disabled() {
         return;
@@ -46,8 +48,8 @@ pub(super) fn record(span: &tracing::Span, outcome: &EgressOutcome) {
         }
     };
     span.record("hookline.sent", true);
-    let millis = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
-    span.record("hookline.duration_ms", millis);
+    let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+    span.record("hookline.duration_ms", duration_ms);
     match &report.result {
         AttemptResult::Response { status } => {
             span.record("http.response.status_code", *status);

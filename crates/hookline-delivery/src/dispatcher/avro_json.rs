@@ -1,4 +1,4 @@
-//! Avro payloads converted to JSON at send time, for applications whose
+//! Conversion of Avro payloads to JSON at send time, for applications whose
 //! `avro_format` is `json`.
 //!
 //! The queue always contains the producer's bytes. Each attempt of such an
@@ -9,8 +9,9 @@
 //!
 //! A payload that cannot be converted is dead-lettered with the reason, so
 //! the event stays stored and can be replayed once the schema or the
-//! application's format is fixed. A schema that cannot be read (state store
-//! or schema registry down) postpones the task without counting an attempt.
+//! application's format is fixed. When the schema or the format cannot be
+//! read, for example because the state store or the schema registry is
+//! down, the task is postponed without counting an attempt.
 
 use super::Dispatcher;
 use crate::recorder::Finished;
@@ -22,30 +23,33 @@ use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Delay before a task whose schema or format could not be read is tried again.
+/// Delay before a task whose schema or Avro format could not be read is
+/// tried again.
 const LOOKUP_RETRY: Duration = Duration::from_secs(5);
 
-/// The payload one attempt sends.
+/// Payload that one attempt sends, or the reason it sends none.
 pub(super) enum Payload {
-    /// The task's own bytes.
+    /// The task's payload unchanged, as the producer sent it.
     AsProduced,
-    /// A copy of the task that carries JSON.
+    /// Copy of the task with the JSON payload and the JSON content type.
     Converted(DeliveryTask),
     /// A lookup failed, so the task is tried again after the delay.
     Postpone(Duration),
-    /// The payload cannot be converted.
+    /// The payload cannot be converted, so the delivery is dead-lettered.
     Failed(ConversionError),
 }
 
 impl Dispatcher {
-    /// Converts the Avro payloads of applications whose `avro_format` is
-    /// `json` with `converter`. Without one, such deliveries are
-    /// dead-lettered. Returns `false` when a converter was set before.
+    /// Sets the converter for the Avro payloads of applications whose
+    /// `avro_format` is `json`. Without one, such deliveries are
+    /// dead-lettered. Returns `false` and keeps the first converter when one
+    /// was set before.
     pub fn set_avro_json_converter(&self, converter: Arc<dyn AvroJsonConverter>) -> bool {
         self.avro_json.set(converter).is_ok()
     }
 
-    /// Returns the payload to send for `task` to its application.
+    /// Chooses the payload an attempt of `task` sends, converting Avro to JSON
+    /// when the application's `avro_format` is `json`.
     pub(super) async fn convert_payload(&self, task: &DeliveryTask) -> Payload {
         if task.content_type != ContentType::Avro {
             return Payload::AsProduced;
@@ -53,7 +57,7 @@ impl Dispatcher {
         let format = match self.directory.avro_format(&task.application_id).await {
             Ok(format) => format,
             Err(error) => {
-                tracing::warn!(%error, delivery_id = %task.delivery_id, "Reading the application's Avro format failed; retrying later");
+                tracing::warn!(%error, delivery_id = %task.delivery_id, application_id = %task.application_id, retry_in = ?LOOKUP_RETRY, "Failed to read the application's Avro format, so the delivery is postponed");
                 return Payload::Postpone(LOOKUP_RETRY);
             }
         };
@@ -61,7 +65,7 @@ impl Dispatcher {
             return Payload::AsProduced;
         }
         let Some(converter) = self.avro_json.get() else {
-            let reason = "this dispatcher has no Avro to JSON converter".to_owned();
+            let reason = "no Avro to JSON converter is set on this dispatcher. Call Dispatcher::set_avro_json_converter before running it, then replay the delivery".to_owned();
             return Payload::Failed(ConversionError(reason));
         };
         match converter.convert(&task.product, &task.payload).await {
@@ -74,7 +78,7 @@ impl Dispatcher {
                 Payload::Converted(converted)
             }
             Err(ConverterError::Unavailable(message)) => {
-                tracing::warn!(error = %message, delivery_id = %task.delivery_id, product = %task.product, "Reading the Avro schema for JSON conversion failed; retrying later");
+                tracing::warn!(error = %message, delivery_id = %task.delivery_id, product = %task.product, retry_in = ?LOOKUP_RETRY, "Failed to read the Avro schema for JSON conversion, so the delivery is postponed");
                 Payload::Postpone(LOOKUP_RETRY)
             }
             Err(ConverterError::Failed(error)) => Payload::Failed(error),

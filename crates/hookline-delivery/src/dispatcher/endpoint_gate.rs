@@ -41,9 +41,9 @@ pub(crate) struct EndpointGate {
 
 #[derive(Default)]
 struct Schedule {
-    /// The endpoint counts as congested until this instant.
+    /// End of the current congestion, if any.
     congested_until: Option<Instant>,
-    /// The next free place of the schedule.
+    /// Next free place of the schedule.
     next_place: Option<Instant>,
 }
 
@@ -82,8 +82,8 @@ impl EndpointGate {
         schedule.congested_until = Some(now + self.attempt_timeout);
     }
 
-    /// Hands out the next place of the schedule while the endpoint is
-    /// congested; `None` once the congestion has passed.
+    /// Returns the next place of the schedule while the endpoint is
+    /// congested, or `None` once the congestion has passed.
     fn place_if_congested(&self, now: Instant) -> Option<Duration> {
         let mut schedule = self.schedule.lock().expect("endpoint schedule lock");
         match schedule.congested_until {

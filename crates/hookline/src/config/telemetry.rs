@@ -7,14 +7,15 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Base URL of an OTLP/HTTP receiver, such as `http://collector:4318`.
-    /// Spans are posted to `<otlp_endpoint>/v1/traces` as protobuf. Unset
-    /// or empty: the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables decide, and without them no
-    /// exporter is built.
+    /// Spans are posted to `<otlp_endpoint>/v1/traces` as protobuf. When it
+    /// is unset or empty, the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// and `OTEL_EXPORTER_OTLP_ENDPOINT` variables set the endpoint, and
+    /// without them no exporter is built.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of the exported spans. Unset: `OTEL_SERVICE_NAME`,
-    /// or `hookline-<role>` such as `hookline-dispatcher`.
+    /// `service.name` of the exported spans. When it is unset or blank,
+    /// `OTEL_SERVICE_NAME` applies, or else `hookline-<role>`, such as
+    /// `hookline-dispatcher`.
     #[serde(default)]
     pub service_name: Option<String>,
 }
@@ -43,15 +44,17 @@ impl TelemetryConfig {
             problem,
         };
         let url = url::Url::parse(endpoint)
-            .map_err(|error| invalid(format!("{endpoint:?} is not a URL ({error})")))?;
+            .map_err(|error| invalid(format!(
+                "{endpoint:?} is not a valid URL ({error}). Give a base URL such as \"http://127.0.0.1:4318\""
+            )))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid(format!(
-                "{endpoint:?} must start with http:// or https://, for example \"http://127.0.0.1:4318\""
+                "{endpoint:?} must start with http:// or https://, such as \"http://127.0.0.1:4318\""
             )));
         }
         if url.query().is_some() {
             return Err(invalid(format!(
-                "{endpoint:?} must not have a query; give the base URL, and /v1/traces is appended"
+                "{endpoint:?} must not contain a query string. Give the base URL, because /v1/traces is appended to it"
             )));
         }
         Ok(())
@@ -93,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn validate_rejects_bad_endpoints() {
+    fn validate_rejects_invalid_endpoints() {
         for endpoint in [
             "collector:4318",
             "grpc://collector:4317",

@@ -1,5 +1,6 @@
-//! Serializes a decoded Avro value next to its schema, which names union
-//! branches, record field types and the scale of decimals.
+//! Serialization of a decoded Avro value to JSON, guided by the schema it
+//! was decoded with. The schema supplies the branch of each union, the type
+//! of each record field and the scale of each decimal.
 
 use apache_avro::schema::{DecimalSchema, NamesRef, RecordSchema};
 use apache_avro::types::Value;
@@ -11,7 +12,7 @@ use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 
-/// One value with the schema it was decoded with.
+/// Decoded value paired with the schema it was decoded with.
 pub(super) struct Node<'a> {
     value: &'a Value,
     schema: &'a Schema,
@@ -31,7 +32,8 @@ impl<'a> Node<'a> {
         Self::new(value, schema, self.names)
     }
 
-    /// Returns the schema that a named reference points to.
+    /// Returns the schema that a named reference points to, or the node's
+    /// own schema when it is not a reference.
     fn resolved_schema(&self) -> Result<&'a Schema, String> {
         match self.schema {
             Schema::Ref { name } => self
@@ -197,8 +199,8 @@ fn non_finite(value: f64) -> &'static str {
     }
 }
 
-/// Writes the unscaled integer of a decimal with the point placed `scale`
-/// digits from the right.
+/// Formats the unscaled integer of a decimal with the decimal point
+/// `scale` digits from the right.
 fn decimal_text(decimal: &Decimal, schema: &Schema) -> Result<String, String> {
     let Schema::Decimal(DecimalSchema { scale, .. }) = schema else {
         return Err(mismatch("decimal", schema));
@@ -222,7 +224,8 @@ fn decimal_text(decimal: &Decimal, schema: &Schema) -> Result<String, String> {
     Ok(text)
 }
 
-/// Writes days since 1970-01-01 as `YYYY-MM-DD`.
+/// Formats days since 1970-01-01 as `YYYY-MM-DD`, failing outside the
+/// years 0000 to 9999.
 fn date_text(days: i32) -> Result<String, String> {
     let date = OffsetDateTime::UNIX_EPOCH
         .date()
@@ -239,7 +242,8 @@ fn date_text(days: i32) -> Result<String, String> {
     ))
 }
 
-/// Writes nanoseconds after midnight as `HH:MM:SS` with `digits` fraction digits.
+/// Formats nanoseconds after midnight as `HH:MM:SS` with `digits` fraction
+/// digits, failing outside one day.
 fn time_of_day_text(nanos: i64, digits: u32) -> Result<String, String> {
     const DAY: i64 = 86_400 * 1_000_000_000;
     if !(0..DAY).contains(&nanos) {
@@ -258,35 +262,35 @@ fn time_of_day_text(nanos: i64, digits: u32) -> Result<String, String> {
     ))
 }
 
-/// Writes a timestamp of `digits` fraction digits (3 for milliseconds, 6
-/// for microseconds, 9 for nanoseconds) in RFC 3339 form, with `Z` when it
-/// is in UTC rather than local time.
+/// Writes `since_epoch`, a count of milliseconds, microseconds or
+/// nanoseconds (`digits` 3, 6 or 9) since the Unix epoch, in RFC 3339 form.
+/// A UTC timestamp ends with `Z`, and a local timestamp has no offset.
 fn serialize_timestamp<S: Serializer>(
     serializer: S,
-    count: i64,
+    since_epoch: i64,
     digits: u32,
     utc: bool,
 ) -> Result<S::Ok, S::Error> {
-    let text = timestamp_text(count, digits, utc).map_err(S::Error::custom)?;
+    let text = timestamp_text(since_epoch, digits, utc).map_err(S::Error::custom)?;
     serializer.serialize_str(&text)
 }
 
-fn timestamp_text(count: i64, digits: u32, utc: bool) -> Result<String, String> {
-    let nanos = i128::from(count) * 10_i128.pow(9 - digits);
-    let out_of_range = || format!("timestamp {count} is outside the years 0000 to 9999");
-    let at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
-    if !(0..=9999).contains(&at.year()) {
+fn timestamp_text(since_epoch: i64, digits: u32, utc: bool) -> Result<String, String> {
+    let nanos = i128::from(since_epoch) * 10_i128.pow(9 - digits);
+    let out_of_range = || format!("timestamp {since_epoch} is outside the years 0000 to 9999");
+    let datetime = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| out_of_range())?;
+    if !(0..=9999).contains(&datetime.year()) {
         return Err(out_of_range());
     }
-    let fraction = at.nanosecond() / 10_u32.pow(9 - digits);
+    let fraction = datetime.nanosecond() / 10_u32.pow(9 - digits);
     Ok(format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{fraction:0width$}{zone}",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
+        datetime.year(),
+        u8::from(datetime.month()),
+        datetime.day(),
+        datetime.hour(),
+        datetime.minute(),
+        datetime.second(),
         width = digits as usize,
         zone = if utc { "Z" } else { "" },
     ))
