@@ -19,6 +19,7 @@ pub mod plan;
 pub mod portal;
 pub mod queue;
 pub mod retry;
+pub mod shared_database;
 pub mod signing;
 pub mod store;
 pub mod trace;

@@ -6,6 +6,7 @@ use hookline_core::dedup::{DedupError, Deduplicator, KeyRef, StoreOnly};
 use hookline_core::directory::{Directory, DirectoryError};
 use hookline_core::formats;
 use hookline_core::queue::{DeliveryQueue, QueueError};
+use hookline_core::shared_database::SharedDatabase;
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord, Store, StoreError};
 use hookline_core::trace::{self, TraceParent};
 use hookline_core::{ContentType, DeliveryId, Event, EventId, EventSource, Product, WebhookId};
@@ -165,6 +166,9 @@ pub struct Creator {
     queue: Arc<dyn DeliveryQueue>,
     directory: Arc<dyn Directory>,
     dedup: Arc<dyn Deduplicator>,
+    /// Inserts and enqueues in one transaction when the store and the
+    /// queue share a database.
+    shared: Option<Arc<dyn SharedDatabase>>,
     settings: CreatorSettings,
     /// Products by name with the time they were read; never held across an await.
     products: RwLock<HashMap<String, (Product, std::time::Instant)>>,
@@ -186,6 +190,7 @@ impl Creator {
             queue,
             directory,
             dedup: Arc::new(StoreOnly),
+            shared: None,
             settings,
             products: RwLock::new(HashMap::new()),
             validator: Validator::default(),
@@ -202,6 +207,13 @@ impl Creator {
     /// Puts a shared idempotency key store in front of the state store.
     pub fn with_deduplicator(mut self, dedup: Arc<dyn Deduplicator>) -> Self {
         self.dedup = dedup;
+        self
+    }
+
+    /// Inserts events and enqueues their tasks in one transaction of
+    /// `shared`, which must hold this creator's store and queue.
+    pub fn with_shared_database(mut self, shared: Arc<dyn SharedDatabase>) -> Self {
+        self.shared = Some(shared);
         self
     }
 
@@ -237,7 +249,10 @@ impl Creator {
         }
 
         let (new_events, positions) = self.drop_known(new_events, positions, &mut results).await?;
-        let outcomes = self.store.insert_events(&new_events).await?;
+        let outcomes = match &self.shared {
+            Some(shared) => shared.insert_and_enqueue(&new_events).await?,
+            None => self.store.insert_events(&new_events).await?,
+        };
         let accepted = self.enqueue_new(&new_events, &outcomes).await?;
         self.remember(&new_events, &accepted).await;
         for (position, accepted) in positions.into_iter().zip(accepted) {
@@ -314,8 +329,9 @@ impl Creator {
         }
     }
 
-    /// Enqueues the tasks of inserted events, and those of earlier duplicates
-    /// whose enqueueing a crash interrupted; then marks them enqueued.
+    /// Enqueues the tasks of inserted events (unless the shared database
+    /// enqueued them with the insert), and those of earlier duplicates whose
+    /// enqueueing a crash interrupted; then marks them enqueued.
     async fn enqueue_new(
         &self,
         new_events: &[NewEvent],
@@ -334,8 +350,10 @@ impl Creator {
         for (new_event, outcome) in new_events.iter().zip(outcomes) {
             match outcome {
                 InsertOutcome::Inserted => {
-                    tasks.extend(tasks_of(new_event));
-                    to_mark.push(new_event.event.id.clone());
+                    if self.shared.is_none() {
+                        tasks.extend(tasks_of(new_event));
+                        to_mark.push(new_event.event.id.clone());
+                    }
                     accepted.push(Accepted::Created {
                         event_id: new_event.event.id.clone(),
                         deliveries: new_event.deliveries.len(),

@@ -18,6 +18,7 @@ use hookline_core::directory::{Directory, Endpoint};
 use hookline_core::formats::avro_json::AvroJsonConverter;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::queue::{DeliveryQueue, Leased, Settlement};
+use hookline_core::shared_database::SharedDatabase;
 use hookline_core::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -98,6 +99,9 @@ pub struct Dispatcher {
     health: health::HealthBook,
     /// Converts Avro payloads for applications that receive JSON.
     avro_json: std::sync::OnceLock<Arc<dyn AvroJsonConverter>>,
+    /// Records finished work in one transaction when the store and the
+    /// queue share a database.
+    shared: std::sync::OnceLock<Arc<dyn SharedDatabase>>,
 }
 
 impl Dispatcher {
@@ -133,7 +137,15 @@ impl Dispatcher {
             endpoints: Mutex::new(HashMap::new()),
             health: health::HealthBook::default(),
             avro_json: std::sync::OnceLock::new(),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records finished work through `shared`, which must hold this
+    /// dispatcher's store and queue. Takes effect when [`Dispatcher::run`]
+    /// starts; only the first call counts.
+    pub fn set_shared_database(&self, shared: Arc<dyn SharedDatabase>) {
+        let _ = self.shared.set(shared);
     }
 
     /// Delivers until `shutdown` is cancelled, then lets in-flight attempts
@@ -143,6 +155,7 @@ impl Dispatcher {
         let recorder = tokio::spawn(recorder::run(
             self.store.clone(),
             self.queue.clone(),
+            self.shared.get().cloned(),
             receiver,
         ));
         let resumer = tokio::spawn(self.clone().resume_applications(shutdown.clone()));

@@ -1,9 +1,11 @@
-//! Writes attempt outcomes, usage and queue settlements in batches: first
-//! the attempts and delivery states, then the usage totals, then the queue
-//! settlements, so a crash in between repeats a delivery (at-least-once) and
-//! never loses one.
+//! Writes attempt outcomes, usage and queue settlements in batches. With a
+//! shared database they are one transaction. Otherwise the attempts and
+//! delivery states come first, then the usage totals, then the queue
+//! settlements, so a crash in between repeats a delivery (at-least-once)
+//! and never loses one.
 
 use hookline_core::queue::{DeliveryQueue, Settlement};
+use hookline_core::shared_database::SharedDatabase;
 use hookline_core::store::{AttemptOutcome, Store};
 use hookline_core::usage::{UsageBatch, UsageEvent};
 use std::sync::Arc;
@@ -26,6 +28,7 @@ pub struct Finished {
 pub async fn run(
     store: Arc<dyn Store>,
     queue: Arc<dyn DeliveryQueue>,
+    shared: Option<Arc<dyn SharedDatabase>>,
     mut receiver: mpsc::Receiver<Finished>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -39,9 +42,28 @@ pub async fn run(
             usage.extend(finished.usage);
         }
         let usage = UsageBatch::from_events(&usage);
-        write(store.as_ref(), queue.as_ref(), outcomes, usage, settlements).await;
+        match &shared {
+            Some(shared) => write_shared(shared.as_ref(), &outcomes, &usage, &settlements).await,
+            None => write(store.as_ref(), queue.as_ref(), outcomes, usage, settlements).await,
+        }
     }
     tracing::debug!("Outcome recorder stopped");
+}
+
+/// Writes one batch in one transaction, retrying with backoff until it
+/// succeeds.
+async fn write_shared(
+    shared: &dyn SharedDatabase,
+    outcomes: &[AttemptOutcome],
+    usage: &UsageBatch,
+    settlements: &[Settlement],
+) {
+    let mut backoff = Duration::from_millis(50);
+    while let Err(error) = shared.record_and_settle(outcomes, usage, settlements).await {
+        tracing::warn!(%error, tasks = settlements.len(), retry_in = ?backoff, "Recording finished tasks failed");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Writes one batch, retrying with backoff until every write succeeds.

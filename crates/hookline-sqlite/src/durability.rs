@@ -1,4 +1,5 @@
-//! Disk sync policy of the writer connection.
+//! Disk sync policy of the writer connection, and scripts: transactions
+//! sent to the writer's thread in one round trip.
 //!
 //! The writer connection runs with `synchronous=FULL`: a commit returns
 //! after the write-ahead log is synced, so it survives a power failure.
@@ -17,27 +18,96 @@
 //! back the last of them, never an accepted event: the delivery is then
 //! sent again with the same `webhook-id` (at-least-once), and the usage
 //! totals of that moment can undercount.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and hands every
+//! statement to it over a channel. The hot path's writes are therefore
+//! scripts: one query string with `BEGIN IMMEDIATE`, the statements and
+//! `COMMIT`, whose numbered parameters (`?1`, `?2`) all statements share.
+//! The writer thread runs a script as one command, so the write lock is
+//! held only while SQLite works, never while a tokio task waits its turn
+//! to send the next statement.
 
-use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-/// Statement that restores the default on every connection taken from the
-/// writer pool, so an interrupted relaxed write never leaves it behind.
-pub(crate) const FULL: &str = "PRAGMA synchronous = FULL";
+/// Statement that restores the default sync level after a relaxed script.
+const FULL: &str = "PRAGMA synchronous = FULL";
 
-const NORMAL: &str = "PRAGMA synchronous = NORMAL";
+/// NULL arguments bound after a script's own. sqlx binds the unused
+/// parameter slots of a statement (say `?1` in a statement that only reads
+/// `?2`) by position, counting on from the statements before it. Once that
+/// count passes the last argument, sqlx stops binding the statement, so its
+/// later parameters would be NULL. The padding keeps the count within the
+/// arguments, and an unused slot reads nothing.
+const PADDING: usize = 64;
 
-/// Takes the writer connection with `synchronous=NORMAL` for one write.
-pub(crate) async fn relaxed(writer: &SqlitePool) -> Result<PoolConnection<Sqlite>, sqlx::Error> {
-    let mut connection = writer.acquire().await?;
-    sqlx::query(NORMAL).execute(&mut *connection).await?;
-    Ok(connection)
+/// Wraps `body` (statements separated by `;`) in a transaction that
+/// commits with `synchronous=NORMAL` and leaves the connection at `FULL`.
+pub(crate) fn relaxed_script(body: &str) -> String {
+    format!("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; {body}; COMMIT; {FULL}")
 }
 
-/// Sets `synchronous=FULL` on a connection taken from the writer pool.
-pub(crate) async fn restore_full(connection: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query(FULL).execute(connection).await?;
-    Ok(true)
+/// Wraps `body` in a transaction that commits with the writer's default,
+/// `synchronous=FULL`.
+pub(crate) fn full_script(body: &str) -> String {
+    format!("BEGIN IMMEDIATE; {body}; COMMIT")
+}
+
+/// Runs scripts on the writer pool and repairs the connection after a
+/// script that stopped midway.
+///
+/// A script that fails (or whose future is dropped) after its `BEGIN`
+/// leaves the connection inside its transaction, possibly at `NORMAL`.
+/// `unsettled` is set while a script runs and cleared when it finishes. The
+/// writer pool's `before_acquire` hook calls [`Scripts::repair`], which
+/// rolls such a transaction back and restores `FULL` before anyone else
+/// uses the connection. The pool holds one connection, so one flag covers
+/// it.
+#[derive(Clone, Default)]
+pub(crate) struct Scripts {
+    unsettled: Arc<AtomicBool>,
+}
+
+impl Scripts {
+    /// Runs `query`, built from [`relaxed_script`] or [`full_script`], on
+    /// the writer and returns the rows of all its statements in order.
+    pub(crate) async fn run<'q>(
+        &self,
+        writer: &SqlitePool,
+        mut query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
+        for _ in 0..PADDING {
+            query = query.bind(None::<i64>);
+        }
+        let mut connection = writer.acquire().await?;
+        self.unsettled.store(true, Ordering::Release);
+        let rows = query.fetch_all(&mut *connection).await?;
+        self.unsettled.store(false, Ordering::Release);
+        Ok(rows)
+    }
+
+    /// The writer pool's `before_acquire` hook: after an unfinished script,
+    /// rolls back its transaction and restores `synchronous=FULL`.
+    pub(crate) async fn repair(
+        &self,
+        connection: &mut SqliteConnection,
+    ) -> Result<bool, sqlx::Error> {
+        if !self.unsettled.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        // Fails with "no transaction is active" when the script failed
+        // before its BEGIN or after its COMMIT, which needs no rollback.
+        if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *connection).await {
+            tracing::debug!(%error, "No transaction to roll back after an unfinished script");
+        }
+        sqlx::query(FULL).execute(connection).await?;
+        self.unsettled.store(false, Ordering::Release);
+        tracing::info!("Rolled back the transaction of an unfinished write script");
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -52,14 +122,53 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writer_is_full_again_after_a_relaxed_write() {
+    async fn a_relaxed_script_commits_and_leaves_the_writer_full() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let backend = crate::SqliteBackend::open(dir.path()).await.expect("open");
-        {
-            let mut connection = relaxed(&backend.writer).await.expect("relaxed");
-            assert_eq!(level(&mut connection).await, 1, "NORMAL is 1");
-        }
+        let script = relaxed_script(
+            "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (?1); SELECT v * 2 FROM t",
+        );
+        let (writer, scripts) = backend.queue.script_writer();
+        let rows = scripts
+            .run(writer, sqlx::query(&script).bind(21_i64))
+            .await
+            .expect("script runs");
+        let doubled: i64 = sqlx::Row::get(&rows[0], 0);
+        assert_eq!(doubled, 42, "rows of the script's SELECT come back");
         let mut connection = backend.writer.acquire().await.expect("acquire");
         assert_eq!(level(&mut connection).await, 2, "FULL is 2");
+        let stored: i64 = sqlx::query_scalar("SELECT v FROM t")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("committed row");
+        assert_eq!(stored, 21);
+    }
+
+    #[tokio::test]
+    async fn a_failed_script_is_rolled_back_and_full_is_restored() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let backend = crate::SqliteBackend::open(dir.path()).await.expect("open");
+        sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
+            .execute(&backend.writer)
+            .await
+            .expect("create table");
+        // The second insert violates NOT NULL after the first one ran.
+        let script = relaxed_script("INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)");
+        let (writer, scripts) = backend.queue.script_writer();
+        let failed = scripts.run(writer, sqlx::query(&script)).await;
+        assert!(failed.is_err(), "the NOT NULL violation fails the script");
+
+        let mut connection = backend.writer.acquire().await.expect("acquire");
+        assert_eq!(level(&mut connection).await, 2, "FULL is restored");
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("count");
+        assert_eq!(count, 0, "the first insert was rolled back");
+        drop(connection);
+        sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&backend.writer)
+            .await
+            .expect("the writer takes new transactions");
     }
 }

@@ -24,11 +24,13 @@ mod migration_9;
 mod queue;
 mod schema;
 mod secret_key;
+mod shared;
 mod store;
 mod tasks;
 
 pub use queue::SqliteQueue;
 pub use secret_key::SECRET_KEY_FILE;
+pub use shared::SqliteShared;
 pub use store::SqliteStore;
 
 use hookline_core::cipher::SecretCipher;
@@ -49,6 +51,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections in the read pool.
 const READ_CONNECTIONS: u32 = 4;
+
+/// Creates the writer's temporary table of the events a batch insert adds
+/// (module `store::events`). It lives in memory (`temp_store`) and only
+/// this connection sees it.
+const NEW_EVENTS_TABLE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS new_events (id TEXT PRIMARY KEY) WITHOUT ROWID";
 
 /// Page cache of each connection in KiB (SQLite reads a negative
 /// `cache_size` as KiB).
@@ -90,21 +98,27 @@ impl SqliteBackend {
         })?;
         let path = data_dir.join(DATABASE_FILE);
 
-        let writer = connect_writer(&path).await?;
+        let scripts = durability::Scripts::default();
+        let writer = connect_writer(&path, &scripts).await?;
         schema::migrate(&writer).await?;
         let reader = connect_reader(&path).await?;
         let keys = match keys {
             Some(keys) => keys,
             None => secret_key::load_or_generate(data_dir)?,
         };
-        let store = SqliteStore::new(writer.clone(), reader.clone(), Arc::new(keys));
+        let store = SqliteStore::new(
+            writer.clone(),
+            reader.clone(),
+            scripts.clone(),
+            Arc::new(keys),
+        );
         store.verify_secret_key().await?;
         store.reencrypt_secrets().await?;
         tracing::info!(path = %path.display(), "Opened SQLite database");
 
         Ok(Self {
             store: Arc::new(store),
-            queue: Arc::new(SqliteQueue::new(writer.clone(), reader.clone())),
+            queue: Arc::new(SqliteQueue::new(writer.clone(), reader.clone(), scripts)),
             writer,
             reader,
             _lock: None,
@@ -157,6 +171,14 @@ impl SqliteBackend {
         self.queue.clone()
     }
 
+    /// Returns the writes that span the store and the queue.
+    pub fn shared(&self) -> Arc<SqliteShared> {
+        Arc::new(SqliteShared {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+        })
+    }
+
     /// Closes every connection and waits until they are closed. Calls made
     /// through the store or the queue afterwards fail.
     pub async fn close(&self) {
@@ -201,7 +223,11 @@ fn base_options(path: &Path) -> SqliteConnectOptions {
         .pragma("temp_store", "memory")
 }
 
-async fn connect_writer(path: &Path) -> Result<SqlitePool, StoreError> {
+async fn connect_writer(
+    path: &Path,
+    scripts: &durability::Scripts,
+) -> Result<SqlitePool, StoreError> {
+    let scripts = scripts.clone();
     let options = base_options(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -212,7 +238,16 @@ async fn connect_writer(path: &Path) -> Result<SqlitePool, StoreError> {
         .max_connections(1)
         .min_connections(1)
         .test_before_acquire(false)
-        .before_acquire(|connection, _| Box::pin(durability::restore_full(connection)))
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::query(NEW_EVENTS_TABLE).execute(connection).await?;
+                Ok(())
+            })
+        })
+        .before_acquire(move |connection, _| {
+            let scripts = scripts.clone();
+            Box::pin(async move { scripts.repair(connection).await })
+        })
         .idle_timeout(None)
         .max_lifetime(None)
         .connect_with(options)

@@ -9,6 +9,7 @@ use hookline_core::directory::Directory;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::portal::{PortalStore, SignInLimiter};
 use hookline_core::queue::DeliveryQueue;
+use hookline_core::shared_database::SharedDatabase;
 use hookline_core::store::Store;
 use hookline_sqlite::SqliteBackend;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub struct Backends {
     pub history: Option<Arc<dyn HistoryPurge>>,
     /// Background work of the backends themselves, such as cache invalidation.
     pub background: Vec<BackgroundTask>,
+    /// Writes spanning `store` and `queue` in one transaction, where both
+    /// live in one database.
+    pub shared: Option<Arc<dyn SharedDatabase>>,
     /// Keeps the embedded database (and its directory lock) open.
     _sqlite: Option<SqliteBackend>,
 }
@@ -80,6 +84,7 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
     let store: Arc<dyn Store> = backend.store();
     let portal: Arc<dyn PortalStore> = backend.store();
     let queue: Arc<dyn DeliveryQueue> = backend.queue();
+    let shared: Arc<dyn SharedDatabase> = backend.shared();
     let directory = crate::directories::open(config, store.clone(), portal.clone())?;
     Ok(Backends {
         store,
@@ -92,6 +97,7 @@ async fn open_embedded(config: &Config) -> anyhow::Result<Backends> {
         probes: Vec::new(),
         history: None,
         background: Vec::new(),
+        shared: Some(shared),
         _sqlite: Some(backend),
     })
 }
@@ -117,6 +123,7 @@ impl Backends {
             probes: Vec::new(),
             history: None,
             background: Vec::new(),
+            shared: None,
             _sqlite: None,
         }
     }

@@ -136,6 +136,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         probes,
         history,
         background,
+        shared,
         ..
     } = backends;
     for spawn in background {
@@ -172,6 +173,9 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             retry_policy.clone(),
         )?;
         dispatcher.set_avro_json_converter(creator.clone());
+        if let Some(shared) = shared {
+            dispatcher.set_shared_database(shared);
+        }
         tasks.spawn(dispatcher.run(shutdown.clone()));
     }
     if role.consumes_kafka() && !config.kafka.brokers.trim().is_empty() {
@@ -297,6 +301,10 @@ fn build_creator(config: &Config, backends: &Backends) -> anyhow::Result<Creator
         settings,
     )
     .with_deduplicator(backends.dedup.clone());
+    let creator = match &backends.shared {
+        Some(shared) => creator.with_shared_database(shared.clone()),
+        None => creator,
+    };
     let Some(url) = &config.schema_registry.url else {
         return Ok(creator);
     };

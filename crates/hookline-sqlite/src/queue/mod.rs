@@ -11,20 +11,28 @@ mod settle;
 mod wake;
 
 use crate::codec::{invalid, json_rows, now_millis, queue_failure};
+use crate::durability::{relaxed_script, Scripts};
 use async_trait::async_trait;
 use hookline_core::queue::{
     DeliveryQueue, DeliveryTask, Leased, QueueDepth, QueueError, Settlement,
 };
 use hookline_core::ApplicationId;
 use sqlx::{Row, SqlitePool};
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Adds tasks due now. Ignoring rows that exist keeps enqueueing idempotent:
-/// a task already queued keeps its schedule and lease.
-const ENQUEUE: &str = "INSERT OR IGNORE INTO queue \
-     (delivery_id, due_at, visible_at, lease_token, attempts_made) \
-     SELECT value ->> 0, ?2, ?2, NULL, value ->> 1 FROM json_each(?1)";
+/// a task already queued keeps its schedule and lease. A task lost to a
+/// power failure is enqueued again from its event, whose `enqueued` mark
+/// was written after it, so the script may skip the disk sync.
+static ENQUEUE: LazyLock<String> = LazyLock::new(|| {
+    relaxed_script(
+        "INSERT OR IGNORE INTO queue \
+         (delivery_id, due_at, visible_at, lease_token, attempts_made) \
+         SELECT value ->> 0, ?2, ?2, NULL, value ->> 1 FROM json_each(?1)",
+    )
+});
 
 /// Counts tasks by visibility at `?1`. A task whose lease expired is ready.
 /// The age of the oldest ready task is measured from its due time.
@@ -41,18 +49,31 @@ pub struct SqliteQueue {
     /// The only connection that writes (a pool of one).
     writer: SqlitePool,
     reader: SqlitePool,
+    scripts: Scripts,
     /// Wakes waiting receivers when tasks are enqueued or rescheduled in this
     /// process. Receivers also wake at the earliest visibility time they read.
     wake: Notify,
 }
 
 impl SqliteQueue {
-    pub(crate) fn new(writer: SqlitePool, reader: SqlitePool) -> Self {
+    pub(crate) fn new(writer: SqlitePool, reader: SqlitePool, scripts: Scripts) -> Self {
         Self {
             writer,
             reader,
+            scripts,
             wake: Notify::new(),
         }
+    }
+
+    /// Wakes waiting receivers after tasks were added outside `enqueue`.
+    pub(crate) fn tasks_added(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// The writer pool and its script runner, for scripts that settle tasks
+    /// together with other writes.
+    pub(crate) fn script_writer(&self) -> (&SqlitePool, &Scripts) {
+        (&self.writer, &self.scripts)
     }
 
     /// Makes every leased task visible again at its due time. Only safe when
@@ -70,17 +91,6 @@ impl SqliteQueue {
     }
 }
 
-/// Takes the writer for an enqueue, which may skip the disk sync: a task
-/// lost to a power failure is enqueued again from its event, whose
-/// `enqueued` mark was written after it.
-async fn relaxed_writer(
-    writer: &SqlitePool,
-) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, QueueError> {
-    crate::durability::relaxed(writer)
-        .await
-        .map_err(queue_failure("enqueue tasks"))
-}
-
 #[async_trait]
 impl DeliveryQueue for SqliteQueue {
     async fn enqueue(&self, tasks: Vec<DeliveryTask>) -> Result<(), QueueError> {
@@ -92,10 +102,9 @@ impl DeliveryQueue for SqliteQueue {
             .map(|task| (task.delivery_id.as_str(), task.attempts_made))
             .collect();
         let rows = json_rows(&rows).map_err(queue_failure("encode tasks to enqueue"))?;
-        sqlx::query(ENQUEUE)
-            .bind(rows)
-            .bind(now_millis())
-            .execute(&mut *relaxed_writer(&self.writer).await?)
+        let query = sqlx::query(ENQUEUE.as_str()).bind(rows).bind(now_millis());
+        self.scripts
+            .run(&self.writer, query)
             .await
             .map_err(queue_failure("enqueue tasks"))?;
         self.wake.notify_waiters();

@@ -2,26 +2,33 @@
 
 use super::SqliteQueue;
 use crate::codec::{duration_millis, now_millis, queue_failure, to_u32};
+use crate::durability::relaxed_script;
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::{Leased, QueueError};
 use sqlx::Row;
+use std::sync::LazyLock;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Leases up to `?3` visible rows, earliest first: sets their token to `?4`
-/// and hides them until `?2`. The statement runs on the single writer
-/// connection, so two receivers never lease the same row.
+/// and hides them until `?2`. The script runs on the single writer
+/// connection, so two receivers never lease the same row. A lease lost to a
+/// power failure only makes its tasks visible again.
 const LEASE: &str = "UPDATE queue SET lease_token = ?4, visible_at = ?2 \
      WHERE delivery_id IN ( \
        SELECT delivery_id FROM queue WHERE visible_at <= ?1 ORDER BY visible_at LIMIT ?3)";
 
-/// Reads the tasks of one lease. All rows of a lease share its `visible_at`,
-/// so the visibility index finds them without an index on the token.
+/// Reads the tasks of the lease in the same script. All rows of a lease
+/// share its `visible_at`, so the visibility index finds them without an
+/// index on the token.
 const LEASED_TASKS: &str = task_select!(
     attempts_made,
     "JOIN queue AS q ON q.delivery_id = d.id \
-     WHERE q.visible_at = ?1 AND q.lease_token = ?2 ORDER BY q.due_at"
+     WHERE q.visible_at = ?2 AND q.lease_token = ?4 ORDER BY q.due_at"
 );
+
+static LEASE_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| relaxed_script(&format!("{LEASE}; {LEASED_TASKS}")));
 
 /// Upper bound of one wait, so that adding it to the current instant cannot
 /// overflow. A longer `wait` is cut to this.
@@ -72,31 +79,19 @@ impl SqliteQueue {
         }
     }
 
-    /// Leases due rows under one fresh random token, then reads their tasks
-    /// from the read pool. A lease token is handed out as the `u64` with the
-    /// same bits as the stored `i64`.
+    /// Leases due rows under one fresh random token and reads their tasks,
+    /// in one script. A lease token is handed out as the `u64` with the same
+    /// bits as the stored `i64`.
     async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
         let token: i64 = rand::random();
         let now = now_millis();
         let visible_at = now.saturating_add(duration_millis(visibility));
-        let leased = sqlx::query(LEASE)
+        let query = sqlx::query(LEASE_SCRIPT.as_str())
             .bind(now)
             .bind(visible_at)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .bind(token)
-            .execute(&mut *crate::durability::relaxed(&self.writer).await?)
-            .await?;
-        if leased.rows_affected() == 0 {
-            return Ok(Vec::new());
-        }
-
-        // If reading fails, the rows stay leased until `visible_at` and are
-        // then received again.
-        let rows = sqlx::query(LEASED_TASKS)
-            .bind(visible_at)
-            .bind(token)
-            .fetch_all(&self.reader)
-            .await?;
+            .bind(token);
+        let rows = self.scripts.run(&self.writer, query).await?;
         rows.iter()
             .map(|row| {
                 let attempts_made = to_u32("attempts made", row.try_get("attempts_made")?)?;

@@ -1,70 +1,30 @@
 //! Deliveries: recording attempts and their outcome, listing, dead letters
 //! and revival.
 
-use super::records::{attempt_row, describe_failure, record_select, records_with_attempts};
+use super::bookkeeping::Bookkeeping;
+use super::records::{describe_failure, record_select, records_with_attempts};
 use super::SqliteStore;
-use crate::codec::{json_rows, now_millis, to_millis};
+use crate::codec::{now_millis, to_millis};
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
 use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
-use sqlx::Connection as _;
 use std::collections::HashMap;
-
-/// Rows ordered by batch position, so attempt ids follow the batch order.
-const INSERT_ATTEMPTS: &str = "INSERT INTO attempts \
-     (delivery_id, number, started_at, duration_ms, result_kind, status, error_class, \
-      error_message, response_excerpt, response_truncated) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-            value ->> 6, value ->> 7, value ->> 8, value ->> 9 \
-     FROM json_each(?1) ORDER BY key";
-
-/// Applies one update per delivery. A delivered delivery stays delivered:
-/// an attempt that raced with the successful one (after a lease expired)
-/// still counts, but cannot move the delivery back to pending or dead.
-const UPDATE_DELIVERIES: &str = "UPDATE deliveries SET \
-       attempts = deliveries.attempts + u.attempt_count, \
-       state = CASE WHEN deliveries.state = 'delivered' THEN 'delivered' ELSE u.state END, \
-       next_attempt_at = CASE WHEN deliveries.state = 'delivered' THEN NULL \
-                         ELSE u.next_attempt_at END, \
-       last_error = CASE WHEN deliveries.state = 'delivered' THEN NULL ELSE u.last_error END, \
-       updated_at = ?2 \
-     FROM (SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS next_attempt_at, \
-                  value ->> 3 AS last_error, value ->> 4 AS attempt_count \
-           FROM json_each(?1)) AS u \
-     WHERE deliveries.id = u.id";
 
 /// Column form of one delivery's update: id, state, next attempt time, last
 /// error and how many attempts of the batch it had.
-type UpdateRow<'a> = (&'a str, &'static str, Option<i64>, Option<String>, u32);
+pub(super) type UpdateRow<'a> = (&'a str, &'static str, Option<i64>, Option<String>, u32);
 
 impl SqliteStore {
     pub(super) async fn apply_outcomes(
         &self,
         outcomes: &[AttemptOutcome],
     ) -> Result<(), sqlx::Error> {
-        if outcomes.is_empty() {
-            return Ok(());
-        }
-        let attempts: Vec<_> = outcomes
-            .iter()
-            .map(|outcome| attempt_row(&outcome.attempt))
-            .collect();
-        let attempts = json_rows(&attempts)?;
-        let updates = json_rows(&update_rows(outcomes))?;
-
-        let mut connection = crate::durability::relaxed(&self.writer).await?;
-        let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(INSERT_ATTEMPTS)
-            .bind(&attempts)
-            .execute(&mut *transaction)
+        Bookkeeping::default()
+            .outcomes(outcomes)?
+            .write(&self.writer, &self.scripts)
             .await?;
-        sqlx::query(UPDATE_DELIVERIES)
-            .bind(&updates)
-            .bind(now_millis())
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await
+        Ok(())
     }
 
     pub(super) async fn find_delivery(
@@ -208,7 +168,7 @@ impl SqliteStore {
 /// Folds the outcomes into one update per delivery. When a batch contains
 /// several attempts of one delivery, the last one decides its state, except
 /// that a successful attempt always wins.
-fn update_rows(outcomes: &[AttemptOutcome]) -> Vec<UpdateRow<'_>> {
+pub(super) fn update_rows(outcomes: &[AttemptOutcome]) -> Vec<UpdateRow<'_>> {
     let mut rows: Vec<UpdateRow<'_>> = Vec::with_capacity(outcomes.len());
     let mut positions: HashMap<&str, usize> = HashMap::with_capacity(outcomes.len());
     for outcome in outcomes {

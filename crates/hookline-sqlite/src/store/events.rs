@@ -3,12 +3,15 @@
 //! rejected records.
 
 use super::SqliteStore;
-use crate::codec::{content_type_name, json_rows, to_millis};
+use crate::codec::{content_type_name, json_rows, now_millis, to_millis};
+use crate::durability::{full_script, relaxed_script};
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord};
-use hookline_core::{Event, EventId};
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use hookline_core::EventId;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use std::sync::LazyLock;
 use time::OffsetDateTime;
 
 /// Claims each key for its event unless the product already has it. Rows
@@ -27,16 +30,51 @@ const CLAIMED_KEYS: &str = "SELECT j.key, k.event_id, e.id IS NOT NULL AS stored
        ON k.product = j.value ->> 0 AND k.idempotency_key = j.value ->> 1 \
      LEFT JOIN events AS e ON e.id = k.event_id";
 
-const INSERT_DELIVERIES: &str = "INSERT INTO deliveries \
-     (id, event_id, application_id, state, attempts, next_attempt_at, created_at, updated_at) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, 'pending', 0, value ->> 3, value ->> 3, value ->> 3 \
-     FROM json_each(?1)";
+/// Writes a batch of events in one script, which returns only the rows of
+/// [`CLAIMED_KEYS`]. Parameters:
+/// - `?1` the keys in batch order, `?2` the events, `?3` their deliveries;
+/// - `?4` 1 to also enqueue the deliveries of new events and mark them
+///   enqueued, `?5` the current time;
+/// - `?6` the payloads of all events in one blob, which each event row
+///   locates by offset and length.
+///
+/// An event is new when its key was just claimed for it and it is not
+/// stored yet. The ids of new events are collected first in the writer's
+/// temporary table `new_events` (`NEW_EVENTS_TABLE` in the crate root), which the
+/// other statements join and the last one empties.
+const INSERT_BATCH: &str = "\
+INSERT INTO temp.new_events (id) \
+  SELECT j.value ->> 0 FROM json_each(?2) AS j \
+  WHERE EXISTS (SELECT 1 FROM idempotency_keys AS k \
+                WHERE k.product = j.value ->> 1 AND k.idempotency_key = j.value ->> 2 \
+                  AND k.event_id = j.value ->> 0) \
+    AND NOT EXISTS (SELECT 1 FROM events AS s WHERE s.id = j.value ->> 0); \
+INSERT INTO events (id, product, idempotency_key, webhook_id, content_type, payload, source, \
+                    received_at, traceparent, enqueued) \
+  SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+         substr(?6, j.value ->> 5, j.value ->> 9), j.value ->> 6, j.value ->> 7, \
+         j.value ->> 8, ?4 \
+  FROM json_each(?2) AS j WHERE j.value ->> 0 IN temp.new_events; \
+INSERT INTO deliveries \
+  (id, event_id, application_id, state, attempts, next_attempt_at, created_at, updated_at) \
+  SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, 'pending', 0, \
+         j.value ->> 3, j.value ->> 3, j.value ->> 3 \
+  FROM json_each(?3) AS j WHERE j.value ->> 1 IN temp.new_events; \
+INSERT INTO queue (delivery_id, due_at, visible_at, lease_token, attempts_made) \
+  SELECT j.value ->> 0, ?5, ?5, NULL, 0 \
+  FROM json_each(?3) AS j WHERE ?4 AND j.value ->> 1 IN temp.new_events; \
+DELETE FROM temp.new_events";
 
-/// Row counts of the multi-row event inserts, largest first. Few distinct
-/// row counts keep the prepared-statement cache small. 64 rows of 9
-/// parameters stay far below SQLite's default limit of 32766 parameters
-/// (`SQLITE_MAX_VARIABLE_NUMBER` since SQLite 3.32).
-const EVENT_CHUNK_SIZES: [usize; 3] = [64, 8, 1];
+/// Events are written with `synchronous=FULL`: an accepted event survives
+/// a power failure.
+static INSERT_SCRIPT: LazyLock<String> =
+    LazyLock::new(|| full_script(&format!("{INSERT_KEYS}; {CLAIMED_KEYS}; {INSERT_BATCH}")));
+
+/// Marks events enqueued. A mark lost to a power failure makes crash
+/// recovery enqueue the event's tasks again, which enqueueing ignores.
+static MARK_ENQUEUED: LazyLock<String> = LazyLock::new(|| {
+    relaxed_script("UPDATE events SET enqueued = 1 WHERE id IN (SELECT value FROM json_each(?1))")
+});
 
 /// Idempotency keys deleted per statement, so that expiry never holds the
 /// write lock for long.
@@ -44,46 +82,26 @@ const EXPIRY_BATCH: u32 = 10_000;
 
 impl SqliteStore {
     /// Inserts a batch in one transaction and returns one outcome per event,
-    /// in input order.
-    pub(super) async fn insert_event_batch(
+    /// in input order. With `enqueue`, the same transaction also enqueues
+    /// the deliveries of the new events and marks those events enqueued.
+    pub(crate) async fn insert_event_batch(
         &self,
         batch: &[NewEvent],
+        enqueue: bool,
     ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let key_rows: Vec<(&str, &str, &str, i64)> = batch
-            .iter()
-            .map(|new_event| {
-                let event = &new_event.event;
-                let received_at = to_millis(event.received_at);
-                (
-                    event.product.as_str(),
-                    event.idempotency_key.as_str(),
-                    event.id.as_str(),
-                    received_at,
-                )
-            })
-            .collect();
-        let keys = json_rows(&key_rows)?;
-
-        let mut transaction = self.begin_write().await?;
-        sqlx::query(INSERT_KEYS)
-            .bind(&keys)
-            .execute(&mut *transaction)
-            .await?;
-        let outcomes = claimed_outcomes(&mut transaction, batch, &keys).await?;
-
-        let inserted: Vec<&NewEvent> = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| **outcome == InsertOutcome::Inserted)
-            .map(|(new_event, _)| new_event)
-            .collect();
-        insert_event_rows(&mut transaction, &inserted).await?;
-        insert_delivery_rows(&mut transaction, &inserted).await?;
-        transaction.commit().await?;
-        Ok(outcomes)
+        let (events, payloads) = event_rows(batch)?;
+        let query = sqlx::query(INSERT_SCRIPT.as_str())
+            .bind(key_rows(batch)?)
+            .bind(events)
+            .bind(delivery_rows(batch)?)
+            .bind(i64::from(enqueue))
+            .bind(now_millis())
+            .bind(payloads);
+        let rows = self.scripts.run(&self.writer, query).await?;
+        claimed_outcomes(&rows, batch)
     }
 
     pub(super) async fn set_enqueued(&self, events: &[EventId]) -> Result<(), sqlx::Error> {
@@ -91,10 +109,8 @@ impl SqliteStore {
             return Ok(());
         }
         let ids: Vec<&str> = events.iter().map(EventId::as_str).collect();
-        sqlx::query("UPDATE events SET enqueued = 1 WHERE id IN (SELECT value FROM json_each(?1))")
-            .bind(json_rows(&ids)?)
-            .execute(&mut *crate::durability::relaxed(&self.writer).await?)
-            .await?;
+        let query = sqlx::query(MARK_ENQUEUED.as_str()).bind(json_rows(&ids)?);
+        self.scripts.run(&self.writer, query).await?;
         Ok(())
     }
 
@@ -181,17 +197,12 @@ impl SqliteStore {
     }
 }
 
-/// Reads which event owns each key of the batch and turns that into the
-/// outcome for each position.
-async fn claimed_outcomes(
-    connection: &mut SqliteConnection,
+/// Turns the rows of [`CLAIMED_KEYS`], which event owns each key of the
+/// batch, into the outcome for each position.
+fn claimed_outcomes(
+    rows: &[SqliteRow],
     batch: &[NewEvent],
-    keys: &str,
 ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
-    let rows = sqlx::query(CLAIMED_KEYS)
-        .bind(keys)
-        .fetch_all(&mut *connection)
-        .await?;
     let mut outcomes: Vec<Option<InsertOutcome>> = vec![None; batch.len()];
     for row in rows {
         let position: i64 = row.try_get("key")?;
@@ -220,51 +231,74 @@ async fn claimed_outcomes(
         .collect()
 }
 
-/// Inserts the event rows with multi-row statements of [`EVENT_CHUNK_SIZES`].
-async fn insert_event_rows(
-    connection: &mut SqliteConnection,
-    inserted: &[&NewEvent],
-) -> Result<(), sqlx::Error> {
-    let sources = inserted
+/// Encodes the keys of the batch in its order: product, key, event id and
+/// time.
+fn key_rows(batch: &[NewEvent]) -> Result<String, sqlx::Error> {
+    let rows: Vec<(&str, &str, &str, i64)> = batch
         .iter()
-        .map(|new_event| json_rows(&new_event.event.source))
-        .collect::<Result<Vec<String>, _>>()?;
-    let rows: Vec<(&Event, &str)> = inserted
-        .iter()
-        .map(|new_event| &new_event.event)
-        .zip(sources.iter().map(String::as_str))
+        .map(|new_event| {
+            let event = &new_event.event;
+            (
+                event.product.as_str(),
+                event.idempotency_key.as_str(),
+                event.id.as_str(),
+                to_millis(event.received_at),
+            )
+        })
         .collect();
-
-    for chunk in split_by_sizes(&rows, &EVENT_CHUNK_SIZES) {
-        let mut builder = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, product, idempotency_key, webhook_id, content_type, \
-             payload, source, received_at, traceparent) ",
-        );
-        builder.push_values(chunk, |mut values, &(event, source)| {
-            values
-                .push_bind(event.id.as_str())
-                .push_bind(event.product.as_str())
-                .push_bind(event.idempotency_key.as_str())
-                .push_bind(event.webhook_id.as_str())
-                .push_bind(content_type_name(event.content_type))
-                .push_bind(event.payload.as_ref())
-                .push_bind(source)
-                .push_bind(to_millis(event.received_at))
-                .push_bind(event.traceparent.map(|parent| parent.to_string()));
-        });
-        builder.build().execute(&mut *connection).await?;
-    }
-    Ok(())
+    json_rows(&rows)
 }
 
-/// Inserts one pending delivery per subscriber of each inserted event, due
-/// when the event arrived.
-async fn insert_delivery_rows(
-    connection: &mut SqliteConnection,
-    inserted: &[&NewEvent],
-) -> Result<(), sqlx::Error> {
+/// One row of `json_each(?2)`: an event, with its payload given as the
+/// 1-based offset (column 5) and length (column 9) of its bytes in `?6`.
+/// The payload stays out of the JSON text, which SQLite parses again for
+/// every column it reads.
+type EventRow<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'static str,
+    usize,
+    String,
+    i64,
+    Option<String>,
+    usize,
+);
+
+/// Returns the event rows and the payloads joined in one blob.
+fn event_rows(batch: &[NewEvent]) -> Result<(String, Vec<u8>), sqlx::Error> {
+    let total = batch
+        .iter()
+        .map(|new_event| new_event.event.payload.len())
+        .sum();
+    let mut payloads = Vec::with_capacity(total);
+    let mut rows: Vec<EventRow<'_>> = Vec::with_capacity(batch.len());
+    for new_event in batch {
+        let event = &new_event.event;
+        let offset = payloads.len() + 1;
+        payloads.extend_from_slice(&event.payload);
+        rows.push((
+            event.id.as_str(),
+            event.product.as_str(),
+            event.idempotency_key.as_str(),
+            event.webhook_id.as_str(),
+            content_type_name(event.content_type),
+            offset,
+            json_rows(&event.source)?,
+            to_millis(event.received_at),
+            event.traceparent.map(|parent| parent.to_string()),
+            event.payload.len(),
+        ));
+    }
+    Ok((json_rows(&rows)?, payloads))
+}
+
+/// Encodes one pending delivery per subscriber of each event, due when the
+/// event arrived.
+fn delivery_rows(batch: &[NewEvent]) -> Result<String, sqlx::Error> {
     let mut rows: Vec<(&str, &str, &str, i64)> = Vec::new();
-    for new_event in inserted {
+    for new_event in batch {
         let event = &new_event.event;
         let created_at = to_millis(event.received_at);
         for (delivery_id, application_id) in &new_event.deliveries {
@@ -276,42 +310,5 @@ async fn insert_delivery_rows(
             ));
         }
     }
-    if rows.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(INSERT_DELIVERIES)
-        .bind(json_rows(&rows)?)
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
-}
-
-/// Splits `items` into consecutive chunks whose lengths are taken greedily
-/// from `sizes`, which must be in descending order and end with 1.
-fn split_by_sizes<'a, T>(items: &'a [T], sizes: &[usize]) -> Vec<&'a [T]> {
-    let mut chunks = Vec::new();
-    let mut rest = items;
-    for &size in sizes {
-        while rest.len() >= size && size > 0 {
-            let (chunk, tail) = rest.split_at(size);
-            chunks.push(chunk);
-            rest = tail;
-        }
-    }
-    chunks
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_by_sizes_covers_every_item_in_order() {
-        let items: Vec<usize> = (0..139).collect();
-        let chunks = split_by_sizes(&items, &EVENT_CHUNK_SIZES);
-        let lengths: Vec<usize> = chunks.iter().map(|chunk| chunk.len()).collect();
-        assert_eq!(lengths, vec![64, 64, 8, 1, 1, 1]);
-        let joined: Vec<usize> = chunks.concat();
-        assert_eq!(joined, items);
-    }
+    json_rows(&rows)
 }

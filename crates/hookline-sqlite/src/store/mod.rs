@@ -4,6 +4,7 @@
 //! and usage metering in `plans` and `usage`.
 
 mod avro_formats;
+pub(crate) mod bookkeeping;
 mod catalogue;
 mod deliveries;
 mod endpoint_health;
@@ -16,6 +17,7 @@ mod secrets;
 mod usage;
 
 use crate::codec::store_failure;
+use crate::durability::Scripts;
 use async_trait::async_trait;
 use hookline_core::cipher::SecretCipher;
 use hookline_core::endpoint_health::Disablement;
@@ -38,15 +40,22 @@ pub struct SqliteStore {
     /// The only connection that writes (a pool of one).
     writer: SqlitePool,
     reader: SqlitePool,
+    scripts: Scripts,
     /// Encrypts signing secrets before they are written, and decrypts them.
     cipher: Arc<SecretCipher>,
 }
 
 impl SqliteStore {
-    pub(crate) fn new(writer: SqlitePool, reader: SqlitePool, cipher: Arc<SecretCipher>) -> Self {
+    pub(crate) fn new(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        scripts: Scripts,
+        cipher: Arc<SecretCipher>,
+    ) -> Self {
         Self {
             writer,
             reader,
+            scripts,
             cipher,
         }
     }
@@ -124,7 +133,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
-        self.insert_event_batch(batch)
+        self.insert_event_batch(batch, false)
             .await
             .map_err(store_failure("insert events"))
     }

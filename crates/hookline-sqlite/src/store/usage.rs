@@ -1,39 +1,14 @@
 //! Usage metering: hourly totals and the windows over a plan's limit.
 
+use super::bookkeeping::Bookkeeping;
 use super::SqliteStore;
-use crate::codec::{from_millis, invalid, json_rows, to_millis};
+use crate::codec::{from_millis, invalid, to_millis};
 use hookline_core::limit::LimitWindow;
 use hookline_core::usage::{HourlyUsage, OverLimitWindow, UsageBatch, UsageCounts, UsageQuery};
 use hookline_core::ApplicationId;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Connection as _;
 use sqlx::Row;
 use time::OffsetDateTime;
-
-/// Adds each row to the stored totals. `WHERE true` keeps SQLite from
-/// reading `ON CONFLICT` as a join constraint of the `SELECT`.
-const ADD_HOURS: &str = "INSERT INTO usage_hourly \
-     (application_id, hour_start, delivered, failed_attempts, throttled, dead_lettered, \
-      latency_ms_sum, latency_count, latency_ms_max) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-            value ->> 6, value ->> 7, value ->> 8 \
-     FROM json_each(?1) WHERE true \
-     ON CONFLICT (application_id, hour_start) DO UPDATE SET \
-       delivered = delivered + excluded.delivered, \
-       failed_attempts = failed_attempts + excluded.failed_attempts, \
-       throttled = throttled + excluded.throttled, \
-       dead_lettered = dead_lettered + excluded.dead_lettered, \
-       latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum, \
-       latency_count = latency_count + excluded.latency_count, \
-       latency_ms_max = max(latency_ms_max, excluded.latency_ms_max)";
-
-const ADD_WINDOWS: &str = "INSERT INTO limit_windows \
-     (application_id, window_start, window_end, plan, rate_limit, throttled) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
-     FROM json_each(?1) WHERE true \
-     ON CONFLICT (application_id, window_start, window_end) DO UPDATE SET \
-       plan = excluded.plan, rate_limit = excluded.rate_limit, \
-       throttled = throttled + excluded.throttled";
 
 const SELECT_HOURS: &str = "SELECT application_id, hour_start, delivered, failed_attempts, \
      throttled, dead_lettered, latency_ms_sum, latency_count, latency_ms_max \
@@ -52,25 +27,11 @@ fn count(value: u64) -> i64 {
 
 impl SqliteStore {
     pub(super) async fn add_usage(&self, batch: &UsageBatch) -> Result<(), sqlx::Error> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let hours: Vec<_> = batch.hours.iter().map(hour_row).collect();
-        let windows: Vec<_> = batch.windows.iter().map(window_row).collect();
-        let hours = json_rows(&hours)?;
-        let windows = json_rows(&windows)?;
-
-        let mut connection = crate::durability::relaxed(&self.writer).await?;
-        let mut transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(ADD_HOURS)
-            .bind(&hours)
-            .execute(&mut *transaction)
+        Bookkeeping::default()
+            .usage(batch)?
+            .write(&self.writer, &self.scripts)
             .await?;
-        sqlx::query(ADD_WINDOWS)
-            .bind(&windows)
-            .execute(&mut *transaction)
-            .await?;
-        transaction.commit().await
+        Ok(())
     }
 
     pub(super) async fn find_usage(
@@ -100,9 +61,9 @@ impl SqliteStore {
     }
 }
 
-type HourRow<'a> = (&'a str, i64, i64, i64, i64, i64, i64, i64, i64);
+pub(super) type HourRow<'a> = (&'a str, i64, i64, i64, i64, i64, i64, i64, i64);
 
-fn hour_row(hour: &HourlyUsage) -> HourRow<'_> {
+pub(super) fn hour_row(hour: &HourlyUsage) -> HourRow<'_> {
     let counts = &hour.counts;
     (
         hour.application_id.as_str(),
@@ -117,9 +78,9 @@ fn hour_row(hour: &HourlyUsage) -> HourRow<'_> {
     )
 }
 
-type WindowRow<'a> = (&'a str, i64, i64, &'a str, i64, i64);
+pub(super) type WindowRow<'a> = (&'a str, i64, i64, &'a str, i64, i64);
 
-fn window_row(window: &OverLimitWindow) -> WindowRow<'_> {
+pub(super) fn window_row(window: &OverLimitWindow) -> WindowRow<'_> {
     (
         window.application_id.as_str(),
         to_millis(window.window.start),
