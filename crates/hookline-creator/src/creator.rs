@@ -329,9 +329,9 @@ impl Creator {
         }
     }
 
-    /// Enqueues the tasks of inserted events (unless the shared database
-    /// enqueued them with the insert), and those of earlier duplicates whose
-    /// enqueueing a crash interrupted; then marks them enqueued.
+    /// Enqueues the tasks of inserted events and of earlier duplicates whose
+    /// enqueueing a crash interrupted, then marks them enqueued. A shared
+    /// database has already enqueued and marked the inserted events.
     async fn enqueue_new(
         &self,
         new_events: &[NewEvent],

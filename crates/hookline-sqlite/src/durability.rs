@@ -64,7 +64,7 @@ pub(crate) fn full_script(body: &str) -> String {
 /// `unsettled` is set while a script runs and cleared when it finishes. The
 /// writer pool's `before_acquire` hook calls [`Scripts::repair`], which
 /// rolls such a transaction back and restores `FULL` before anyone else
-/// uses the connection. The pool holds one connection, so one flag covers
+/// uses the connection. The pool contains one connection, so one flag covers
 /// it.
 #[derive(Clone, Default)]
 pub(crate) struct Scripts {
@@ -122,7 +122,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_relaxed_script_commits_and_leaves_the_writer_full() {
+    async fn relaxed_script_commits_and_restores_full() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let backend = crate::SqliteBackend::open(dir.path()).await.expect("open");
         let script = relaxed_script(
@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_script_is_rolled_back_and_full_is_restored() {
+    async fn failed_script_rolls_back_and_restores_full() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let backend = crate::SqliteBackend::open(dir.path()).await.expect("open");
         sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")

@@ -54,7 +54,7 @@ const READ_CONNECTIONS: u32 = 4;
 
 /// Creates the writer's temporary table of the events a batch insert adds
 /// (module `store::events`). It lives in memory (`temp_store`) and only
-/// this connection sees it.
+/// this connection can read it.
 const NEW_EVENTS_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS new_events (id TEXT PRIMARY KEY) WITHOUT ROWID";
 

@@ -70,8 +70,8 @@ impl SqliteQueue {
         self.wake.notify_waiters();
     }
 
-    /// The writer pool and its script runner, for scripts that settle tasks
-    /// together with other writes.
+    /// Returns the writer pool and its script runner, for scripts that
+    /// settle tasks together with other writes.
     pub(crate) fn script_writer(&self) -> (&SqlitePool, &Scripts) {
         (&self.writer, &self.scripts)
     }
