@@ -14,6 +14,12 @@ use time::OffsetDateTime;
 /// Locks the batch's deliveries in id order before they are updated. The
 /// `UPDATE ... FROM` below locks rows in join order, which could deadlock
 /// with another batch that shares two deliveries.
+///
+/// This statement, [`UPDATE_DELIVERIES`] and the lookup of finished
+/// deliveries run unprepared (`persistent(false)`), so that PostgreSQL plans
+/// each call for its own id array. A generic plan cached while `deliveries`
+/// was still small is a sequential scan, which a connection keeps until the
+/// next `ANALYZE` (BENCHMARKS.md, third pass, has the measurements).
 const LOCK_DELIVERIES: &str =
     "SELECT id FROM deliveries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
 
@@ -63,6 +69,7 @@ impl PgStore {
         let mut transaction = self.pool.begin().await?;
         let ids: Vec<&str> = changes.iter().map(|change| change.id).collect();
         sqlx::query(LOCK_DELIVERIES)
+            .persistent(false)
             .bind(&ids)
             .execute(&mut *transaction)
             .await?;
@@ -235,6 +242,7 @@ async fn update_deliveries(
         attempt_counts.push(change.attempt_count);
     }
     sqlx::query(UPDATE_DELIVERIES)
+        .persistent(false)
         .bind(ids)
         .bind(states)
         .bind(next_attempts)

@@ -162,9 +162,11 @@ impl PgStore {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+        // Planned per call; see `LOCK_DELIVERIES` for why.
         let finished: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM deliveries WHERE id = ANY($1) AND state <> 'pending'",
         )
+        .persistent(false)
         .bind(ids)
         .fetch_all(&self.pool)
         .await
