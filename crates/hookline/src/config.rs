@@ -167,20 +167,16 @@ pub enum OnRedisFailure {
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     pub max_payload_size: usize,
-    /// Ingest batches written at the same time by one process; 0 picks 1
-    /// on SQLite and 4 on PostgreSQL.
+    /// Ingest batches written at the same time by one process; 0 counts
+    /// as 1.
     #[serde(default)]
     pub batches_in_flight: usize,
 }
 
 impl IngestConfig {
-    /// Returns `batches_in_flight`, or the backend's default when it is 0.
-    pub fn batches_in_flight(&self, distributed: bool) -> usize {
-        match self.batches_in_flight {
-            0 if distributed => 4,
-            0 => 1,
-            set => set,
-        }
+    /// Returns `batches_in_flight`, at least 1.
+    pub fn batches_in_flight(&self) -> usize {
+        self.batches_in_flight.max(1)
     }
 }
 

@@ -210,9 +210,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             directory,
             ingest: IngestBatcher::spawn_overlapping(
                 creator.clone(),
-                config
-                    .ingest
-                    .batches_in_flight(backends::is_distributed(&config)),
+                config.ingest.batches_in_flight(),
             ),
             creator,
             address_policy: address_policy(&config),
