@@ -208,6 +208,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records attempts and the resulting delivery states in one batch.
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError>;
+    /// Records attempts, the resulting delivery states and the usage they
+    /// add in one transaction, so that a crash keeps all of it or none.
+    async fn record_finished(
+        &self,
+        outcomes: &[AttemptOutcome],
+        usage: &UsageBatch,
+    ) -> Result<(), StoreError>;
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
     async fn deliveries(
         &self,

@@ -1,8 +1,8 @@
 //! Writes attempt outcomes, usage and queue settlements in batches. With a
-//! shared database they are one transaction. Otherwise the attempts and
-//! delivery states come first, then the usage totals, then the queue
-//! settlements, so a crash in between repeats a delivery (at-least-once)
-//! and never loses one.
+//! shared database they are one transaction. Otherwise the attempts,
+//! delivery states and usage totals are one transaction and the queue
+//! settlements come after it, so a crash in between repeats a delivery
+//! (at-least-once) and never loses one.
 
 use hookline_core::queue::{DeliveryQueue, Settlement};
 use hookline_core::shared_database::SharedDatabase;
@@ -66,12 +66,10 @@ async fn write_shared(
     }
 }
 
-/// Writes one batch, retrying with backoff until every write succeeds.
-/// Tasks whose lease expires meanwhile are delivered again, which the
-/// at-least-once contract allows.
-///
-/// NOTE: usage is written in its own transaction after the attempts, so a
-/// crash between the two loses the usage of that batch.
+/// Writes one batch, retrying with backoff until every write succeeds:
+/// the attempts, delivery states and usage in one transaction, then the
+/// queue settlements. Tasks whose lease expires meanwhile are delivered
+/// again, which the at-least-once contract allows.
 async fn write(
     store: &dyn Store,
     queue: &dyn DeliveryQueue,
@@ -80,16 +78,9 @@ async fn write(
     settlements: Vec<Settlement>,
 ) {
     let mut backoff = Duration::from_millis(50);
-    if !outcomes.is_empty() {
-        while let Err(error) = store.record_outcomes(&outcomes).await {
-            tracing::warn!(%error, attempts = outcomes.len(), retry_in = ?backoff, "Recording attempts failed");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-    }
-    if !usage.is_empty() {
-        while let Err(error) = store.record_usage(&usage).await {
-            tracing::warn!(%error, hours = usage.hours.len(), retry_in = ?backoff, "Recording usage failed");
+    if !outcomes.is_empty() || !usage.is_empty() {
+        while let Err(error) = store.record_finished(&outcomes, &usage).await {
+            tracing::warn!(%error, attempts = outcomes.len(), hours = usage.hours.len(), retry_in = ?backoff, "Recording attempts and usage failed");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

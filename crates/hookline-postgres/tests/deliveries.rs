@@ -4,6 +4,7 @@ mod common;
 
 use common::{fixture, insert_enqueued, new_event, PRODUCT};
 use hookline_core::store::{AttemptOutcome, DeliveryFilter, DeliveryUpdate, Store};
+use hookline_core::usage::{UsageBatch, UsageEvent, UsageKind, UsageQuery};
 use hookline_core::{Attempt, AttemptResult, DeliveryId, DeliveryState};
 use time::{Duration, OffsetDateTime};
 
@@ -499,4 +500,84 @@ async fn delivered_delivery_is_replayed_as_new_delivery() {
         store.replay(&replay.delivery_id).await.unwrap().is_none(),
         "pending replay is not replayed again"
     );
+}
+
+fn delivered_usage(fixture: &common::Fixture, at: OffsetDateTime) -> UsageBatch {
+    UsageBatch::from_events(&[UsageEvent {
+        application_id: fixture.application.id.clone(),
+        plan: "free".to_owned(),
+        at,
+        kind: UsageKind::Delivered {
+            latency: std::time::Duration::from_millis(120),
+        },
+    }])
+}
+
+fn delivered_outcome(delivery_id: &DeliveryId) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt: attempt(delivery_id, 1, AttemptResult::Response { status: 204 }),
+        update: DeliveryUpdate::Delivered,
+    }
+}
+
+/// The start of the hour that contains 2023-11-14T22:13:20Z.
+fn test_hour() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_700_000_000 / 3600 * 3600).unwrap()
+}
+
+fn usage_of_hour(fixture: &common::Fixture, hour: OffsetDateTime) -> UsageQuery {
+    UsageQuery {
+        application: Some(fixture.application.id.clone()),
+        from: hour,
+        to: hour + Duration::hours(1),
+    }
+}
+
+#[tokio::test]
+async fn record_finished_writes_attempts_and_usage() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let task = insert_enqueued(&fixture, "order-usage", b"{}").await;
+    let hour = test_hour();
+    let outcome = delivered_outcome(&task.delivery_id);
+
+    store
+        .record_finished(&[outcome], &delivered_usage(&fixture, hour))
+        .await
+        .unwrap();
+
+    let record = store.delivery(&task.delivery_id).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Delivered);
+    assert_eq!(record.attempts.len(), 1);
+    let hours = store.usage(&usage_of_hour(&fixture, hour)).await.unwrap();
+    assert_eq!(hours.len(), 1, "one hour of usage: {hours:?}");
+    assert_eq!(hours[0].counts.delivered, 1);
+    assert_eq!(hours[0].counts.latency_ms_sum, 120);
+}
+
+/// When the usage cannot be written, the attempts of the same batch are not
+/// kept either, so a retry of the batch cannot count them twice.
+#[tokio::test]
+async fn record_finished_keeps_nothing_when_usage_fails() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let task = insert_enqueued(&fixture, "order-usage-fails", b"{}").await;
+    let raw = fixture.schema.raw_pool().await;
+    sqlx::query("ALTER TABLE usage_hourly ADD CONSTRAINT reject_rows CHECK (delivered < 0)")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let hour = test_hour();
+    let outcome = delivered_outcome(&task.delivery_id);
+
+    let error = store
+        .record_finished(&[outcome], &delivered_usage(&fixture, hour))
+        .await
+        .expect_err("the usage row breaks the check");
+    assert!(error.to_string().contains("usage"), "{error}");
+
+    let record = store.delivery(&task.delivery_id).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Pending);
+    assert!(record.attempts.is_empty(), "{:?}", record.attempts);
+    raw.close().await;
 }

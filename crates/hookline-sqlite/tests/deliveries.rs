@@ -4,7 +4,9 @@ mod common;
 
 use common::{fixture, insert_and_enqueue, new_event, PRODUCT};
 use hookline_core::store::{AttemptOutcome, DeliveryFilter, DeliveryUpdate, Store};
+use hookline_core::usage::{UsageBatch, UsageEvent, UsageKind, UsageQuery};
 use hookline_core::{Attempt, AttemptResult, DeliveryId, DeliveryState};
+use sqlx::{Connection, SqliteConnection};
 use time::{Duration, OffsetDateTime};
 
 fn attempt(delivery_id: &DeliveryId, number: u32, result: AttemptResult) -> Attempt {
@@ -322,4 +324,86 @@ async fn delivered_delivery_is_replayed_as_new_delivery() {
         store.replay(&replay.delivery_id).await.unwrap().is_none(),
         "pending replay is not replayed again"
     );
+}
+
+fn delivered_usage(fixture: &common::Fixture, at: OffsetDateTime) -> UsageBatch {
+    UsageBatch::from_events(&[UsageEvent {
+        application_id: fixture.application.id.clone(),
+        plan: "free".to_owned(),
+        at,
+        kind: UsageKind::Delivered {
+            latency: std::time::Duration::from_millis(120),
+        },
+    }])
+}
+
+fn delivered_outcome(delivery_id: &DeliveryId) -> AttemptOutcome {
+    AttemptOutcome {
+        attempt: attempt(delivery_id, 1, AttemptResult::Response { status: 204 }),
+        update: DeliveryUpdate::Delivered,
+    }
+}
+
+#[tokio::test]
+async fn record_finished_writes_attempts_and_usage() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let task = insert_and_enqueue(&fixture, "order-usage", b"{}").await;
+    let hour = OffsetDateTime::from_unix_timestamp(1_700_000_000 / 3600 * 3600).unwrap();
+
+    store
+        .record_finished(
+            &[delivered_outcome(&task.delivery_id)],
+            &delivered_usage(&fixture, hour),
+        )
+        .await
+        .unwrap();
+
+    let record = store.delivery(&task.delivery_id).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Delivered);
+    assert_eq!(record.attempts.len(), 1);
+    let query = UsageQuery {
+        application: Some(fixture.application.id.clone()),
+        from: hour,
+        to: hour + Duration::hours(1),
+    };
+    let hours = store.usage(&query).await.unwrap();
+    assert_eq!(hours.len(), 1, "one hour of usage: {hours:?}");
+    assert_eq!(hours[0].counts.delivered, 1);
+    assert_eq!(hours[0].counts.latency_ms_sum, 120);
+}
+
+/// When the usage cannot be written, the attempts of the same batch are not
+/// kept either, so a retry of the batch cannot count them twice.
+#[tokio::test]
+async fn record_finished_keeps_nothing_when_usage_fails() {
+    let fixture = fixture().await;
+    let store = fixture.backend.store();
+    let task = insert_and_enqueue(&fixture, "order-usage-fails", b"{}").await;
+    let path = fixture.dir.path().join(hookline_sqlite::DATABASE_FILE);
+    let mut raw = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER reject_usage BEFORE INSERT ON usage_hourly \
+         BEGIN SELECT RAISE(ABORT, 'usage rejected'); END",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+    let hour = OffsetDateTime::from_unix_timestamp(1_700_000_000 / 3600 * 3600).unwrap();
+
+    let error = store
+        .record_finished(
+            &[delivered_outcome(&task.delivery_id)],
+            &delivered_usage(&fixture, hour),
+        )
+        .await
+        .expect_err("the trigger rejects the usage row");
+    assert!(error.to_string().contains("usage"), "{error}");
+
+    let record = store.delivery(&task.delivery_id).await.unwrap().unwrap();
+    assert_eq!(record.state, DeliveryState::Pending);
+    assert!(record.attempts.is_empty(), "{:?}", record.attempts);
 }

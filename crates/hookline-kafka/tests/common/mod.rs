@@ -179,6 +179,13 @@ impl Store for FlakyStore {
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
         self.inner.record_outcomes(outcomes).await
     }
+    async fn record_finished(
+        &self,
+        outcomes: &[AttemptOutcome],
+        usage: &UsageBatch,
+    ) -> Result<(), StoreError> {
+        self.inner.record_finished(outcomes, usage).await
+    }
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         self.inner.delivery(id).await
     }

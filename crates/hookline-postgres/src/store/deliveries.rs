@@ -3,9 +3,11 @@
 
 use super::records::{describe_failure, record_select, records_with_attempts, AttemptColumns};
 use super::tasks::{task_from_row, task_select};
+use super::usage::add_totals;
 use super::PgStore;
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
+use hookline_core::usage::UsageBatch;
 use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::collections::HashMap;
@@ -53,28 +55,22 @@ struct DeliveryChange<'a> {
 }
 
 impl PgStore {
-    pub(super) async fn apply_outcomes(
+    /// Writes the attempts, delivery states and usage in one transaction.
+    /// The usage rows come last, because every dispatcher adds to the same
+    /// row of an application's hour and keeps its lock until the commit.
+    pub(super) async fn apply_finished(
         &self,
         outcomes: &[AttemptOutcome],
+        usage: &UsageBatch,
     ) -> Result<(), sqlx::Error> {
-        if outcomes.is_empty() {
+        if outcomes.is_empty() && usage.is_empty() {
             return Ok(());
         }
-        let mut attempts = AttemptColumns::default();
-        for outcome in outcomes {
-            attempts.push(&outcome.attempt);
-        }
-        let changes = fold_changes(outcomes);
-
         let mut transaction = self.pool.begin().await?;
-        let ids: Vec<&str> = changes.iter().map(|change| change.id).collect();
-        sqlx::query(LOCK_DELIVERIES)
-            .persistent(false)
-            .bind(&ids)
-            .execute(&mut *transaction)
-            .await?;
-        attempts.insert(&mut transaction).await?;
-        update_deliveries(&mut transaction, changes).await?;
+        if !outcomes.is_empty() {
+            apply_outcomes(&mut transaction, outcomes).await?;
+        }
+        add_totals(&mut transaction, usage).await?;
         transaction.commit().await
     }
 
@@ -252,6 +248,26 @@ async fn update_deliveries(
         .execute(connection)
         .await?;
     Ok(())
+}
+
+/// Locks the deliveries of `outcomes`, adds their attempts and updates them.
+async fn apply_outcomes(
+    transaction: &mut PgConnection,
+    outcomes: &[AttemptOutcome],
+) -> Result<(), sqlx::Error> {
+    let mut attempts = AttemptColumns::default();
+    for outcome in outcomes {
+        attempts.push(&outcome.attempt);
+    }
+    let changes = fold_changes(outcomes);
+    let ids: Vec<&str> = changes.iter().map(|change| change.id).collect();
+    sqlx::query(LOCK_DELIVERIES)
+        .persistent(false)
+        .bind(&ids)
+        .execute(&mut *transaction)
+        .await?;
+    attempts.insert(&mut *transaction).await?;
+    update_deliveries(transaction, changes).await
 }
 
 /// Folds the outcomes into one change per delivery, in order of first

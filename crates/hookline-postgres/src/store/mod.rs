@@ -177,9 +177,19 @@ impl Store for PgStore {
     }
 
     async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
-        self.apply_outcomes(outcomes)
+        self.apply_finished(outcomes, &UsageBatch::default())
             .await
             .map_err(store_failure("record delivery attempts"))
+    }
+
+    async fn record_finished(
+        &self,
+        outcomes: &[AttemptOutcome],
+        usage: &UsageBatch,
+    ) -> Result<(), StoreError> {
+        self.apply_finished(outcomes, usage)
+            .await
+            .map_err(store_failure("record delivery attempts and usage"))
     }
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {

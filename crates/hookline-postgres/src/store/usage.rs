@@ -60,12 +60,7 @@ impl PgStore {
             return Ok(());
         }
         let mut transaction = self.pool.begin().await?;
-        if !batch.hours.is_empty() {
-            add_hours(&mut transaction, &batch.hours).await?;
-        }
-        if !batch.windows.is_empty() {
-            add_windows(&mut transaction, &batch.windows).await?;
-        }
+        add_totals(&mut transaction, batch).await?;
         transaction.commit().await
     }
 
@@ -94,6 +89,20 @@ impl PgStore {
             .await?;
         rows.iter().map(window_from_row).collect()
     }
+}
+
+/// Adds `batch` to the totals inside the caller's transaction.
+pub(super) async fn add_totals(
+    transaction: &mut PgConnection,
+    batch: &UsageBatch,
+) -> sqlx::Result<()> {
+    if !batch.hours.is_empty() {
+        add_hours(transaction, &batch.hours).await?;
+    }
+    if !batch.windows.is_empty() {
+        add_windows(transaction, &batch.windows).await?;
+    }
+    Ok(())
 }
 
 async fn add_hours(connection: &mut PgConnection, hours: &[HourlyUsage]) -> sqlx::Result<()> {

@@ -8,6 +8,7 @@ use crate::codec::{now_millis, to_millis};
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{AttemptOutcome, DeadLetter, DeliveryFilter, DeliveryUpdate};
+use hookline_core::usage::UsageBatch;
 use hookline_core::{ApplicationId, DeliveryId, DeliveryRecord, DeliveryState, WebhookId};
 use std::collections::HashMap;
 
@@ -16,12 +17,15 @@ use std::collections::HashMap;
 pub(super) type UpdateRow<'a> = (&'a str, &'static str, Option<i64>, Option<String>, u32);
 
 impl SqliteStore {
-    pub(super) async fn apply_outcomes(
+    /// Writes the attempts, delivery states and usage in one script.
+    pub(super) async fn apply_finished(
         &self,
         outcomes: &[AttemptOutcome],
+        usage: &UsageBatch,
     ) -> Result<(), sqlx::Error> {
         Bookkeeping::default()
             .outcomes(outcomes)?
+            .usage(usage)?
             .write(&self.writer, &self.scripts)
             .await?;
         Ok(())
