@@ -6,6 +6,7 @@ use crate::backends::{self, Backends};
 use crate::config::{Config, OnRedisFailure};
 use anyhow::{bail, Context};
 use hookline_api::{ApiState, OpsState};
+use hookline_core::portal::PortalStore;
 use hookline_core::webhook_url::AddressPolicy;
 use hookline_creator::{Creator, CreatorSettings, DedupFailure, IngestBatcher, SchemaRegistry};
 use hookline_delivery::{
@@ -156,6 +157,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
         }
         let housekeeping = Housekeeping {
             creator: creator.clone(),
+            portal: portal.clone(),
             history,
             config: config.clone(),
         };
@@ -441,9 +443,11 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 /// Periodic housekeeping: expire idempotency keys, enqueue events whose
-/// enqueueing was interrupted, and delete old delivery history.
+/// enqueueing was interrupted, delete expired portal sessions and old
+/// delivery history.
 struct Housekeeping {
     creator: Arc<Creator>,
+    portal: Arc<dyn PortalStore>,
     history: Option<Arc<dyn backends::HistoryPurge>>,
     config: Config,
 }
@@ -479,6 +483,11 @@ impl Housekeeping {
                 "Enqueued tasks of events whose enqueueing was interrupted"
             ),
             Err(error) => tracing::warn!(%error, "Recovery sweep failed"),
+        }
+        match self.portal.delete_expired_sessions(now).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "Deleted expired portal sessions"),
+            Err(error) => tracing::warn!(%error, "Deleting expired portal sessions failed"),
         }
         if let Some(history) = &self.history {
             match history.purge(now - self.config.storage.retention).await {

@@ -815,3 +815,60 @@ async fn avro_test_event_decodes_with_schema() {
         "the datum does not match the schema"
     );
 }
+
+/// Housekeeping deletes portal sessions once they expire and keeps the
+/// others. The sessions are written while the server is stopped, and the
+/// first housekeeping pass runs when it starts.
+#[tokio::test]
+async fn housekeeping_deletes_expired_sessions() {
+    use hookline_core::portal::{Account, PortalSession, PortalStore, Role};
+    use hookline_sqlite::SqliteBackend;
+    use time::OffsetDateTime;
+
+    let world = World::new().await;
+    world.serve(&[]).await.terminate();
+    let now = OffsetDateTime::now_utc();
+    let long_ago = now - time::Duration::days(30);
+    let session = |token_hash: &str, expires_at| PortalSession {
+        token_hash: token_hash.to_owned(),
+        account_id: "acct-housekeeping".to_owned(),
+        csrf_token: "csrf".to_owned(),
+        created_at: long_ago,
+        expires_at,
+    };
+    let backend = SqliteBackend::open(&world.data_dir()).await.unwrap();
+    let store = backend.store();
+    store
+        .create_account(&Account {
+            id: "acct-housekeeping".to_owned(),
+            email: "housekeeping@example.com".to_owned(),
+            password_hash: "not-a-real-hash".to_owned(),
+            role: Role::Consumer,
+            created_at: long_ago,
+        })
+        .await
+        .unwrap();
+    let expired = session("expired-session", now - time::Duration::hours(1));
+    let current = session("current-session", now + time::Duration::hours(1));
+    store.create_session(&expired).await.unwrap();
+    store.create_session(&current).await.unwrap();
+
+    let _server = world.serve(&[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Reading at `long_ago` also finds expired sessions, so `Some` means
+    // the row is still there.
+    while store
+        .session(&expired.token_hash, long_ago)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired session is still stored 20 s after the start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let current_after = store.session(&current.token_hash, now).await.unwrap();
+    assert!(current_after.is_some(), "the current session was deleted");
+}
