@@ -488,14 +488,14 @@ impl Drop for RedisKeys {
     }
 }
 
-/// Deletes the Redis keys that start with `prefix`, with `redis-cli`. Does
+/// Deletes the Redis keys that start with `prefix`, with `redis-cli`, on
+/// the server that the test servers use (`HOOKLINE_TEST_REDIS_URL`). Does
 /// nothing when `redis-cli` cannot run.
-///
-/// NOTE: this always cleans the Redis at 127.0.0.1:6379, even when
-/// `HOOKLINE_TEST_REDIS_URL` points the servers at another one.
 fn delete_redis_keys(prefix: &str) {
+    let url = std::env::var("HOOKLINE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let Ok(listing) = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "--scan", "--pattern"])
+        .args(["-u", &url, "--scan", "--pattern"])
         .arg(format!("{prefix}*"))
         .output()
     else {
@@ -508,7 +508,7 @@ fn delete_redis_keys(prefix: &str) {
     }
     // Best effort, because a panic here would abort a failing test.
     let _ = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "DEL"])
+        .args(["-u", &url, "DEL"])
         .args(&keys)
         .output();
 }
