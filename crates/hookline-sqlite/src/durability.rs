@@ -100,6 +100,8 @@ impl Scripts {
         }
         // Fails with "no transaction is active" when the script failed
         // before its BEGIN or after its COMMIT, which needs no rollback.
+        // Without this rollback, `FULL` below fails inside the open
+        // transaction, and the pool replaces the whole connection.
         if let Err(error) = sqlx::query("ROLLBACK").execute(&mut *connection).await {
             tracing::debug!(%error, "No transaction to roll back after an unfinished script");
         }
@@ -152,6 +154,12 @@ mod tests {
             .execute(&backend.writer)
             .await
             .expect("create table");
+        // A temporary table lives as long as its connection, so it shows
+        // that the repair kept the writer connection open.
+        sqlx::query("CREATE TEMP TABLE marker (v INTEGER)")
+            .execute(&backend.writer)
+            .await
+            .expect("create temporary table");
         // The second insert violates NOT NULL after the first one ran.
         let script = relaxed_script("INSERT INTO t VALUES (1); INSERT INTO t VALUES (NULL)");
         let (writer, scripts) = backend.queue.script_writer();
@@ -165,6 +173,11 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(count, 0, "the first insert was rolled back");
+        let markers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM temp.marker")
+            .fetch_one(&mut *connection)
+            .await
+            .expect("the temporary table of the same connection");
+        assert_eq!(markers, 0);
         drop(connection);
         sqlx::query("INSERT INTO t VALUES (3)")
             .execute(&backend.writer)
