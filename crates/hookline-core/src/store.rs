@@ -207,7 +207,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_replayed(&self, id: i64, event: &EventId) -> Result<bool, StoreError>;
 
     /// Records attempts and the resulting delivery states in one batch.
-    async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError>;
+    async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
+        self.record_finished(outcomes, &UsageBatch::default()).await
+    }
     /// Records attempts, the resulting delivery states and the usage they
     /// add in one transaction, so that a crash keeps all of it or none.
     async fn record_finished(

@@ -520,7 +520,7 @@ fn delivered_outcome(delivery_id: &DeliveryId) -> AttemptOutcome {
     }
 }
 
-/// The start of the hour that contains 2023-11-14T22:13:20Z.
+/// Returns the start of the hour that contains 2023-11-14T22:13:20Z.
 fn test_hour() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_700_000_000 / 3600 * 3600).unwrap()
 }

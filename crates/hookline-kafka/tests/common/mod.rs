@@ -176,9 +176,6 @@ impl Store for FlakyStore {
     async fn mark_replayed(&self, id: i64, event: &EventId) -> Result<bool, StoreError> {
         self.inner.mark_replayed(id, event).await
     }
-    async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
-        self.inner.record_outcomes(outcomes).await
-    }
     async fn record_finished(
         &self,
         outcomes: &[AttemptOutcome],

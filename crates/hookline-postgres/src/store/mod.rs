@@ -176,12 +176,6 @@ impl Store for PgStore {
             .map_err(store_failure("mark a rejected record as replayed"))
     }
 
-    async fn record_outcomes(&self, outcomes: &[AttemptOutcome]) -> Result<(), StoreError> {
-        self.apply_finished(outcomes, &UsageBatch::default())
-            .await
-            .map_err(store_failure("record delivery attempts"))
-    }
-
     async fn record_finished(
         &self,
         outcomes: &[AttemptOutcome],
