@@ -11,7 +11,7 @@ use crate::deployment::{Deployment, Topology};
 use crate::generator::{self, GeneratorConfig};
 use crate::load::subscribe;
 use crate::procfs;
-use crate::report::Settings;
+use crate::report::{Settings, Source};
 use anyhow::{bail, Result};
 use hookline_receiver::{Receiver, TestPki};
 use serde::Serialize;
@@ -123,6 +123,7 @@ pub(crate) async fn run(options: ColdStartOptions) -> Result<ColdStartReport> {
 fn one_application(options: &ColdStartOptions) -> Settings {
     Settings {
         topology: options.topology.clone(),
+        source: Source::Http,
         events: options.events,
         applications: 1,
         payload_bytes: options.payload_bytes,

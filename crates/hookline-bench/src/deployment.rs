@@ -1,6 +1,7 @@
 //! The Hookline processes of one run: `hookline serve` alone (embedded),
-//! or `hookline api` and N `hookline dispatcher` processes sharing
-//! PostgreSQL, RabbitMQ and Redis (distributed).
+//! or `hookline api`, N `hookline dispatcher` processes and, when events
+//! come from Kafka, a `hookline creator`, sharing PostgreSQL, RabbitMQ and
+//! Redis (distributed).
 
 use crate::server::{HooklineServer, Launch};
 use anyhow::{bail, Result};
@@ -54,6 +55,8 @@ struct Namespace {
 pub(crate) struct Deployment {
     /// `hookline serve` or `hookline api`: the process that takes ingest.
     front: HooklineServer,
+    /// `hookline creator` processes, which consume Kafka (distributed).
+    creators: Vec<HooklineServer>,
     dispatchers: Vec<HooklineServer>,
     binary: PathBuf,
     env: Vec<(String, String)>,
@@ -103,6 +106,7 @@ impl Deployment {
         .await?;
         let mut deployment = Self {
             front,
+            creators: Vec::new(),
             dispatchers: Vec::new(),
             binary: binary.to_owned(),
             env,
@@ -122,21 +126,39 @@ impl Deployment {
 
     /// Starts one more `hookline dispatcher` and waits until it is ready.
     pub(crate) async fn start_dispatcher(&mut self) -> Result<&HooklineServer> {
-        if self.namespace.is_none() {
-            bail!("the embedded mode has no separate dispatcher to start");
-        }
         let number = self.dispatchers.len() + 1;
-        let dispatcher = HooklineServer::start(Launch {
-            binary: &self.binary,
-            command: "dispatcher",
-            data_dir: &self.work_dir.join("data"),
-            ca_file: &self.ca_file,
-            log_file: &self.work_dir.join(format!("dispatcher-{number}.log")),
-            extra_env: self.env.clone(),
-        })
-        .await?;
+        let dispatcher = self.start_worker("dispatcher", number).await?;
         self.dispatchers.push(dispatcher);
         Ok(self.dispatchers.last().expect("just pushed"))
+    }
+
+    /// Starts one more `hookline creator`, which consumes the Kafka
+    /// brokers given in the environment, and waits until it is ready.
+    pub(crate) async fn start_creator(&mut self) -> Result<()> {
+        let number = self.creators.len() + 1;
+        let creator = self.start_worker("creator", number).await?;
+        self.creators.push(creator);
+        Ok(())
+    }
+
+    async fn start_worker(&self, command: &str, number: usize) -> Result<HooklineServer> {
+        if self.namespace.is_none() {
+            bail!("the embedded mode has no separate {command} to start");
+        }
+        HooklineServer::start(Launch {
+            binary: &self.binary,
+            command,
+            data_dir: &self.work_dir.join("data"),
+            ca_file: &self.ca_file,
+            log_file: &self.work_dir.join(format!("{command}-{number}.log")),
+            extra_env: self.env.clone(),
+        })
+        .await
+    }
+
+    /// Returns whether the processes share the distributed backends.
+    pub(crate) fn is_distributed(&self) -> bool {
+        self.namespace.is_some()
     }
 
     /// Returns the process that serves the admin and ingest API.
@@ -144,14 +166,19 @@ impl Deployment {
         &self.front
     }
 
-    /// Returns every process, the front one first.
+    /// Returns every process: the front one, then creators, then dispatchers.
     pub(crate) fn processes(&self) -> impl Iterator<Item = &HooklineServer> {
-        std::iter::once(&self.front).chain(&self.dispatchers)
+        std::iter::once(&self.front)
+            .chain(&self.creators)
+            .chain(&self.dispatchers)
     }
 
     /// Fails with the log's tail when any process has exited.
     pub(crate) fn check_running(&mut self) -> Result<()> {
-        for process in std::iter::once(&mut self.front).chain(&mut self.dispatchers) {
+        let all = std::iter::once(&mut self.front)
+            .chain(&mut self.creators)
+            .chain(&mut self.dispatchers);
+        for process in all {
             if let Some(status) = process.exit_status()? {
                 bail!(
                     "hookline {} exited with {status} during the run. Its log ends with:\n{}",
@@ -168,7 +195,8 @@ impl Deployment {
     /// The namespace is removed after the processes exit.
     pub(crate) async fn stop(self) -> Result<Vec<String>> {
         let mut unclean = Vec::new();
-        for process in self.dispatchers.into_iter().chain([self.front]) {
+        let all = self.dispatchers.into_iter().chain(self.creators);
+        for process in all.chain([self.front]) {
             let command = process.command().to_owned();
             if !process.stop().await?.success() {
                 unclean.push(command);

@@ -3,15 +3,18 @@
 
 use crate::deployment::Deployment;
 use crate::generator::{self, per_second, GeneratorConfig, IngestOutcome};
+use crate::kafka::{self, EventProducer, KafkaBroker, ProduceConfig};
 use crate::latency::LatencySummary;
 use crate::procfs;
 use crate::raw::{self, RawConfig, RawFigures};
 use crate::receipts::{ConnectionUse, Receipts};
-use crate::report::{self, DeliveryFigures, IngestFigures, LoadReport, ProcessFigures, Settings};
+use crate::report::{
+    self, DeliveryFigures, IngestFigures, LoadReport, ProcessFigures, Settings, Source,
+};
 use crate::server::{self, HooklineServer};
 use crate::usage::{CpuFigures, CpuSample};
 use crate::workload::endpoint_name;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use hookline_receiver::{Behaviour, Receiver, TestPki};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,6 +25,17 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Time without a new delivery after which a stall is logged.
 const STALL_AFTER: Duration = Duration::from_secs(15);
+/// Limit for the warm-up event of a Kafka run. The source subscribes to a
+/// new product's topic within 5 s and the mock broker's group join takes
+/// about 3 s more.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(60);
+
+/// A Kafka run's broker and producer, alive for the whole run. The
+/// producer comes first so that it is dropped before the broker.
+struct KafkaIn {
+    producer: EventProducer,
+    broker: KafkaBroker,
+}
 
 /// Options of the `load` command.
 #[derive(Debug, Clone)]
@@ -53,19 +67,35 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
     let ca_file = dir.path().join("ca.pem");
     pki.write_ca(&ca_file)?;
     let receiver = Receiver::start(&pki, "127.0.0.1:0".parse()?).await?;
+    let kafka = match options.settings.source {
+        Source::Http => None,
+        Source::Kafka => {
+            let settings = &options.settings;
+            let partitions = kafka::partitions_for(settings.events + 1, settings.payload_bytes)?;
+            let broker = KafkaBroker::start(PRODUCT, partitions)?;
+            let producer = EventProducer::connect(&broker)?;
+            Some(KafkaIn { producer, broker })
+        }
+    };
 
     let mut deployment = Deployment::start(
         &options.hookline,
         &options.settings.topology,
         dir.path(),
         &ca_file,
-        hookline_env(&options.settings),
+        hookline_env(&options.settings, kafka.as_ref()),
         None,
     )
     .await?;
+    if kafka.is_some() && deployment.is_distributed() {
+        deployment.start_creator().await?;
+    }
     subscribe(deployment.front(), &receiver, &options.settings).await?;
+    if let Some(kafka) = &kafka {
+        warm_up(kafka, &receiver, &options.settings).await?;
+    }
 
-    let phase = hookline_phase(&mut deployment, &receiver, &options).await?;
+    let phase = hookline_phase(&mut deployment, &receiver, &options, kafka.as_ref()).await?;
     let logs: Vec<_> = deployment
         .processes()
         .map(HooklineServer::log_file)
@@ -108,8 +138,14 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
 }
 
 /// Returns the variables added to the Hookline processes' environment.
-fn hookline_env(settings: &Settings) -> Vec<(String, String)> {
+fn hookline_env(settings: &Settings, kafka: Option<&KafkaIn>) -> Vec<(String, String)> {
     let mut env = Vec::new();
+    if let Some(kafka) = kafka {
+        env.push((
+            "HOOKLINE_KAFKA__BROKERS".to_owned(),
+            kafka.broker.bootstrap_servers().to_owned(),
+        ));
+    }
     if settings.fail_ratio.is_some() {
         // Retry n waits 10 ms + n^4 ms, so retries finish within seconds.
         env.push(("HOOKLINE_RETRY__INTERVAL".to_owned(), "10ms".to_owned()));
@@ -162,16 +198,55 @@ pub(crate) async fn subscribe(
     Ok(())
 }
 
-async fn hookline_phase(
-    deployment: &mut Deployment,
-    receiver: &Receiver,
-    options: &LoadOptions,
-) -> Result<HooklinePhase> {
-    let settings = &options.settings;
-    let clock_ticks = procfs::clock_ticks_per_second();
-    let pids: Vec<u32> = deployment.processes().map(HooklineServer::pid).collect();
-    let before = CpuSample::take(&pids, clock_ticks)?;
+/// Sends one event outside the measured range through Kafka and waits
+/// until every application received it, then clears the receiver. The
+/// measured phase so starts with the topic subscribed and the consumer
+/// group joined, as in a deployment that has been running.
+async fn warm_up(kafka: &KafkaIn, receiver: &Receiver, settings: &Settings) -> Result<()> {
+    let started = Instant::now();
+    let config = ProduceConfig {
+        topic: PRODUCT.to_owned(),
+        partitions: kafka.broker.partitions(),
+        first_event: settings.events,
+        events: 1,
+        payload_bytes: settings.payload_bytes,
+        rate: None,
+    };
+    let outcome = kafka.producer.produce(&config).await?;
+    if outcome.accepted != 1 {
+        bail!("the mock Kafka broker did not acknowledge the warm-up event");
+    }
+    let applications = u64::from(settings.applications);
+    let arrived = receiver
+        .wait_for(|stats| stats.succeeded >= applications, WARM_UP_LIMIT)
+        .await;
+    if !arrived {
+        bail!(
+            "the warm-up event produced to Kafka did not reach every application within {WARM_UP_LIMIT:?}: is the Kafka source running?"
+        );
+    }
+    tracing::info!(elapsed = ?started.elapsed(), "warm-up event delivered through Kafka");
+    receiver.clear();
+    Ok(())
+}
 
+/// Sends the run's events to Hookline through Kafka or the HTTP ingest API.
+async fn ingest(
+    deployment: &Deployment,
+    settings: &Settings,
+    kafka: Option<&KafkaIn>,
+) -> Result<IngestOutcome> {
+    if let Some(kafka) = kafka {
+        let config = ProduceConfig {
+            topic: PRODUCT.to_owned(),
+            partitions: kafka.broker.partitions(),
+            first_event: 0,
+            events: settings.events,
+            payload_bytes: settings.payload_bytes,
+            rate: settings.rate_per_second,
+        };
+        return kafka.producer.produce(&config).await;
+    }
     let config = GeneratorConfig {
         ingest_url: format!(
             "{}/api/v1/products/{PRODUCT}/events",
@@ -183,7 +258,21 @@ async fn hookline_phase(
         concurrency: settings.concurrency,
         rate: settings.rate_per_second,
     };
-    let ingest = generator::run(config).await?;
+    generator::run(config).await
+}
+
+async fn hookline_phase(
+    deployment: &mut Deployment,
+    receiver: &Receiver,
+    options: &LoadOptions,
+    kafka: Option<&KafkaIn>,
+) -> Result<HooklinePhase> {
+    let settings = &options.settings;
+    let clock_ticks = procfs::clock_ticks_per_second();
+    let pids: Vec<u32> = deployment.processes().map(HooklineServer::pid).collect();
+    let before = CpuSample::take(&pids, clock_ticks)?;
+
+    let ingest = ingest(deployment, settings, kafka).await?;
     tracing::info!(
         accepted = ingest.accepted,
         rejected = ingest.rejected,

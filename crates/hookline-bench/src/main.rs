@@ -1,10 +1,12 @@
 //! `hookline-bench`: measures Hookline's whole path on one machine, from
-//! HTTP ingest to a verifying HTTPS receiver.
+//! HTTP or Kafka ingest to a verifying HTTPS receiver.
 //!
 //! `load` runs the receiver in this process and Hookline as child
 //! processes: `hookline serve`, or with `--distributed` `hookline api` and
 //! `--dispatchers` dispatchers on PostgreSQL, RabbitMQ and Redis. It ingests
-//! events and waits until each one reached every application. Then it
+//! events, through the HTTP API or with `--source kafka` through a topic on
+//! librdkafka's mock broker, and waits until each one reached every
+//! application. Then it
 //! prints throughput, end-to-end latency and the processes' CPU time and
 //! peak memory. It then drives the same receiver directly (the raw phase),
 //! which shows how fast the receiver and this machine go with no Hookline
@@ -18,6 +20,7 @@ mod deployment;
 mod generator;
 mod isolation;
 mod isolation_report;
+mod kafka;
 mod latency;
 mod load;
 mod procfs;
@@ -39,7 +42,7 @@ use std::time::Duration;
 #[command(
     name = "hookline-bench",
     version,
-    about = "Load benchmarks of Hookline, from HTTP ingest to HTTPS delivery"
+    about = "Load benchmarks of Hookline, from HTTP or Kafka ingest to HTTPS delivery"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,7 +51,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Ingest events into `hookline serve`, wait for every delivery, then run the raw phase
+    /// Ingest events into Hookline, wait for every delivery, then run the raw phase
     Load(LoadArgs),
     /// Send signed requests straight to a receiver, with no Hookline in between
     Raw(RawArgs),
@@ -135,6 +138,11 @@ struct LoadArgs {
     /// Applications subscribed to the product. Each event is delivered to every one
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     applications: u32,
+    /// How events get in: the HTTP ingest API, or a Kafka topic on a mock
+    /// broker in this process (the distributed mode then adds a `hookline
+    /// creator` process)
+    #[arg(long, value_enum, default_value = "http")]
+    source: report::Source,
     #[command(flatten)]
     traffic: TrafficArgs,
     #[command(flatten)]
@@ -233,6 +241,7 @@ async fn main() -> Result<()> {
 async fn run_load(args: LoadArgs) -> Result<()> {
     let settings = report::Settings {
         topology: args.topology.topology(),
+        source: args.source,
         events: args.events,
         applications: args.applications,
         payload_bytes: args.traffic.payload_bytes,

@@ -10,10 +10,21 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
+/// How a `load` run puts its events into Hookline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Source {
+    /// One `POST` to the ingest API per event, over keep-alive connections.
+    Http,
+    /// Records on the product's Kafka topic, on a mock broker in the bench process.
+    Kafka,
+}
+
 /// Settings of a `load` run.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Settings {
     pub(crate) topology: Topology,
+    pub(crate) source: Source,
     pub(crate) events: u64,
     pub(crate) applications: u32,
     pub(crate) payload_bytes: usize,
@@ -95,9 +106,11 @@ pub(crate) fn warnings(report: &LoadReport) -> Vec<String> {
 
     if report.ingest.rejected > 0 {
         let rejected = report.ingest.rejected;
-        warnings.push(format!(
-            "{rejected} events were not accepted by the ingest API"
-        ));
+        let by = match report.settings.source {
+            Source::Http => "the ingest API",
+            Source::Kafka => "the Kafka broker",
+        };
+        warnings.push(format!("{rejected} events were not accepted by {by}"));
     }
     if report.hookline_log_lines > 0 {
         let lines = report.hookline_log_lines;
@@ -178,9 +191,13 @@ pub(crate) fn print_load(report: &LoadReport) {
     let delivery = &report.delivery;
     let latency = &report.latency;
     let cpu = &report.cpu;
+    let ingest_label = match settings.source {
+        Source::Http => "events accepted/s (ingest)",
+        Source::Kafka => "events produced/s (Kafka)",
+    };
     let mut rows = vec![
         (
-            "events accepted/s (ingest)",
+            ingest_label,
             format!("{:.0}", report.ingest.accepted_per_second),
         ),
         (
@@ -248,6 +265,9 @@ pub(crate) fn print_raw(raw: &RawFigures) {
 }
 
 fn print_optional_settings(settings: &Settings) {
+    if settings.source == Source::Kafka {
+        println!("  events in through Kafka (librdkafka's mock broker in the bench process)");
+    }
     if let Some(rate) = settings.rate_per_second {
         println!("  fixed ingest rate: {rate} events/s");
     }

@@ -51,6 +51,16 @@ fn assert_all_delivered_and_verified(figures: &Value, expected: u64) {
     assert_eq!(raw["verification_failures"], 0, "{figures:#}");
 }
 
+/// Returns the subcommand of each Hookline process in the run's figures.
+fn commands(figures: &Value) -> Vec<&str> {
+    figures["hookline_processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|process| process["command"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn embedded_load_delivers_and_verifies_everything() {
     let figures = run_bench(&[
@@ -66,6 +76,41 @@ fn embedded_load_delivers_and_verifies_everything() {
     ]);
     assert_all_delivered_and_verified(&figures, 300);
     assert_eq!(figures["settings"]["topology"]["mode"], "embedded");
+}
+
+#[test]
+fn embedded_kafka_load_delivers_and_verifies_everything() {
+    let figures = run_bench(&[
+        "load",
+        "--source",
+        "kafka",
+        "--events",
+        "100",
+        "--applications",
+        "2",
+        "--timeout",
+        "60s",
+    ]);
+    assert_all_delivered_and_verified(&figures, 200);
+    assert_eq!(figures["settings"]["source"], "kafka");
+}
+
+#[test]
+fn distributed_kafka_load_runs_a_creator() {
+    let figures = run_bench(&[
+        "load",
+        "--source",
+        "kafka",
+        "--distributed",
+        "--events",
+        "100",
+        "--applications",
+        "2",
+        "--timeout",
+        "60s",
+    ]);
+    assert_all_delivered_and_verified(&figures, 200);
+    assert_eq!(commands(&figures), ["api", "creator", "dispatcher"]);
 }
 
 #[test]
@@ -85,13 +130,7 @@ fn distributed_two_dispatchers_deliver_everything() {
         "60s",
     ]);
     assert_all_delivered_and_verified(&figures, 200);
-    let processes: Vec<&str> = figures["hookline_processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|process| process["command"].as_str().unwrap())
-        .collect();
-    assert_eq!(processes, ["api", "dispatcher", "dispatcher"]);
+    assert_eq!(commands(&figures), ["api", "dispatcher", "dispatcher"]);
 }
 
 #[test]
