@@ -5,6 +5,13 @@ pub enum KafkaError {
     /// A setting is missing or out of range. The message names it.
     #[error("invalid Kafka settings: {0}")]
     InvalidSettings(String),
+    /// librdkafka rejected a client property. The message names the
+    /// property but never its value, which may be a password.
+    #[error("invalid Kafka client property `{property}`: {problem}; check it against librdkafka's CONFIGURATION.md")]
+    ClientProperty {
+        property: String,
+        problem: &'static str,
+    },
     /// librdkafka rejected the configuration or could not start the client.
     #[error("failed to create the Kafka consumer for brokers {brokers:?} in group {group_id:?}")]
     CreateConsumer {

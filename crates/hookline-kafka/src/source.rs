@@ -8,7 +8,7 @@ use hookline_creator::{Accepted, Creator};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaConfRes, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
@@ -50,11 +50,7 @@ impl KafkaSource {
         let config = settings.client_config()?;
         let consumer = config
             .create_with_context(SourceContext::default())
-            .map_err(|source| KafkaError::CreateConsumer {
-                brokers: settings.brokers.clone(),
-                group_id: settings.group_id.clone(),
-                source: Box::new(source),
-            })?;
+            .map_err(|source| creation_error(&settings, source))?;
         Ok(Self {
             settings,
             creator,
@@ -308,6 +304,27 @@ impl KafkaSource {
 /// Commits synchronously the offsets of `committed` whose partition is still
 /// assigned, so that no offset is written back to a partition that moved to
 /// another member, which would set its progress back.
+/// Wraps a failed consumer creation. librdkafka's own message for a
+/// rejected property repeats the value, so that case gets a message of
+/// its own that leaves the value out.
+fn creation_error(settings: &KafkaSettings, source: rdkafka::error::KafkaError) -> KafkaError {
+    if let rdkafka::error::KafkaError::ClientConfig(code, _, property, _) = &source {
+        let problem = match code {
+            RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN => "librdkafka has no property of this name",
+            _ => "librdkafka rejected its value",
+        };
+        return KafkaError::ClientProperty {
+            property: property.clone(),
+            problem,
+        };
+    }
+    KafkaError::CreateConsumer {
+        brokers: settings.brokers.clone(),
+        group_id: settings.group_id.clone(),
+        source: Box::new(source),
+    }
+}
+
 fn commit_assigned(
     consumer: &StreamConsumer<SourceContext>,
     committed: &Offsets,
@@ -409,5 +426,33 @@ mod tests {
     fn run_future_is_send(source: KafkaSource, shutdown: CancellationToken) {
         fn require_send<T: Send>(_: T) {}
         require_send(source.run(shutdown));
+    }
+
+    /// Returns the error of creating a consumer with `property = value`.
+    fn rejected(property: &str, value: &str) -> String {
+        let settings = KafkaSettings {
+            brokers: "127.0.0.1:9".to_owned(),
+            client: [(property.to_owned(), value.to_owned())].into(),
+            ..KafkaSettings::default()
+        };
+        let config = settings.client_config().expect("settings pass validation");
+        let error = config
+            .create::<rdkafka::consumer::BaseConsumer>()
+            .err()
+            .expect("librdkafka rejects the property");
+        creation_error(&settings, error).to_string()
+    }
+
+    #[test]
+    fn rejected_property_names_it_without_value() {
+        let unknown = rejected("sasl.pasword", "hunter2-secret");
+        assert!(unknown.contains("`sasl.pasword`"), "{unknown}");
+        assert!(unknown.contains("no property of this name"), "{unknown}");
+        assert!(!unknown.contains("hunter2-secret"), "{unknown}");
+
+        let invalid = rejected("security.protocol", "hunter2-secret");
+        assert!(invalid.contains("`security.protocol`"), "{invalid}");
+        assert!(invalid.contains("rejected its value"), "{invalid}");
+        assert!(!invalid.contains("hunter2-secret"), "{invalid}");
     }
 }

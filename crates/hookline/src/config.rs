@@ -6,6 +6,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use hookline_core::RetryPolicy;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +124,10 @@ pub struct KafkaConfig {
     pub idempotency_header: String,
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// librdkafka properties passed to the consumer as given, such as
+    /// `security.protocol` and `sasl.mechanism` for a secured cluster.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -350,6 +355,11 @@ impl Config {
         for token in copy.directory.service_tokens.values_mut() {
             *token = "<redacted>".into();
         }
+        for (name, value) in &mut copy.kafka.properties {
+            if is_sensitive_kafka_property(name) {
+                *value = "<redacted>".into();
+            }
+        }
         for key in &mut copy.secrets.keys {
             let id = key.split(':').next().unwrap_or_default().to_owned();
             *key = format!("{id}:<redacted>");
@@ -360,6 +370,23 @@ impl Config {
 }
 
 /// Replaces the password of a URL such as `amqp://user:secret@host/`.
+/// Returns whether a librdkafka property may carry a credential, such as
+/// `sasl.password`, `ssl.key.pem` or `sasl.oauthbearer.client.secret`.
+/// Locations of key files match too, which hides only a path.
+fn is_sensitive_kafka_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "key",
+        "pem",
+        "token",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|part| name.contains(part))
+}
+
 fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut parsed) if parsed.password().is_some() => {

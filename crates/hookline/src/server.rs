@@ -14,6 +14,7 @@ use hookline_delivery::{
 };
 use hookline_kafka::{KafkaSettings, KafkaSource};
 use rand::RngCore;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -347,29 +348,37 @@ fn build_dispatcher(
     ))
 }
 
+/// Builds the Kafka source's settings. The configured `kafka.properties`
+/// come last, so they may replace the assignment strategy. The source
+/// rejects the properties it sets itself, with an error that names them.
+fn kafka_settings(config: &Config) -> KafkaSettings {
+    let mut client = BTreeMap::from([
+        (
+            "partition.assignment.strategy".to_owned(),
+            "cooperative-sticky".to_owned(),
+        ),
+        (
+            "session.timeout.ms".to_owned(),
+            config.kafka.session_timeout.as_millis().to_string(),
+        ),
+    ]);
+    client.extend(config.kafka.properties.clone());
+    KafkaSettings {
+        brokers: config.kafka.brokers.clone(),
+        group_id: config.kafka.group_id.clone(),
+        idempotency_header: config.kafka.idempotency_header.clone(),
+        client,
+        ..KafkaSettings::default()
+    }
+}
+
 fn spawn_kafka(
     config: &Config,
     creator: Arc<Creator>,
     tasks: &mut JoinSet<()>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let settings = KafkaSettings {
-        brokers: config.kafka.brokers.clone(),
-        group_id: config.kafka.group_id.clone(),
-        idempotency_header: config.kafka.idempotency_header.clone(),
-        client: [
-            (
-                "partition.assignment.strategy".to_owned(),
-                "cooperative-sticky".to_owned(),
-            ),
-            (
-                "session.timeout.ms".to_owned(),
-                config.kafka.session_timeout.as_millis().to_string(),
-            ),
-        ]
-        .into(),
-        ..KafkaSettings::default()
-    };
+    let settings = kafka_settings(config);
     let source = KafkaSource::new(settings, creator).context("invalid kafka configuration")?;
     tasks.spawn(async move {
         if let Err(error) = source.run(shutdown).await {
@@ -501,5 +510,30 @@ impl Housekeeping {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_properties_reach_the_source_settings() {
+        let mut config = Config::load(None).expect("the defaults load");
+        config.kafka.brokers = "kafka-1:9093".to_owned();
+        config.kafka.properties = BTreeMap::from([
+            ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            (
+                "partition.assignment.strategy".to_owned(),
+                "range".to_owned(),
+            ),
+        ]);
+
+        let settings = kafka_settings(&config);
+
+        assert_eq!(settings.brokers, "kafka-1:9093");
+        assert_eq!(settings.client["security.protocol"], "SASL_SSL");
+        assert_eq!(settings.client["partition.assignment.strategy"], "range");
+        assert_eq!(settings.client["session.timeout.ms"], "45000");
     }
 }

@@ -151,6 +151,51 @@ fn invalid_configuration_names_the_key() {
 }
 
 #[test]
+fn kafka_property_names_reach_librdkafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hookline.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nbrokers = \"127.0.0.1:9\"\n\n[kafka.properties]\n\"no.such.property\" = \"1\"\n\"sasl.password\" = \"kafka-secret-value\"\n",
+    )
+    .unwrap();
+
+    let check = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        printed.contains("\"no.such.property\" = \"1\""),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("\"sasl.password\" = \"<redacted>\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("kafka-secret-value"), "{printed}");
+
+    let serve = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("HOOKLINE_STORAGE__DATA_DIR", dir.path().join("data"))
+        .env("HOOKLINE_API__LISTEN", "127.0.0.1:0")
+        .env("HOOKLINE_API__ADMIN_TOKEN", "kafka-properties-test-token")
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stderr.contains("no.such.property"), "{stderr}");
+    assert!(!stderr.contains("kafka-secret-value"), "{stderr}");
+}
+
+#[test]
 fn admin_token_is_read_from_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
