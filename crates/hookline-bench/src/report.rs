@@ -112,6 +112,11 @@ pub(crate) fn warnings(report: &LoadReport) -> Vec<String> {
         };
         warnings.push(format!("{rejected} events were not accepted by {by}"));
     }
+    if report.settings.source == Source::Kafka && report.settings.rate_per_second.is_some() {
+        warnings.push(
+            "latencies through the mock Kafka broker include its fetch wait: it holds an empty fetch answer for up to 500 ms even when records arrive meanwhile, so measure latency with --source http".to_owned(),
+        );
+    }
     if report.hookline_log_lines > 0 {
         let lines = report.hookline_log_lines;
         warnings.push(format!("hookline logged {lines} warning or error lines"));
