@@ -9,6 +9,7 @@ use crate::topology::Topology;
 use hookline_core::queue::QueueError;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +19,12 @@ use tokio::task::AbortHandle;
 
 /// Maximum time to open a connection, its channels and declare the topology.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest AMQP frame proposed when the URL sets no `frame_max`. lapin
+/// keeps a receive and a send buffer of 32 frames each, zero-filled, so
+/// RabbitMQ's default of 128 KiB would hold 8 MiB per connection; 32 KiB
+/// frames hold 2 MiB. A larger message body goes out as several frames.
+const DEFAULT_FRAME_MAX: u32 = 32 * 1024;
 
 /// Interval of the check that catches a channel closed by the broker while
 /// the consumer still runs (a publishing channel closed by a failed
@@ -83,7 +90,11 @@ impl Session {
     ) -> lapin::Result<Self> {
         let properties =
             ConnectionProperties::default().with_connection_name("hookline delivery queue".into());
-        let connection = Connection::connect(&settings.url, properties).await?;
+        let connection = match connection_uri(&settings.url) {
+            Some(uri) => Connection::connect_uri(uri, properties).await?,
+            // lapin reports why the URL is invalid.
+            None => Connection::connect(&settings.url, properties).await?,
+        };
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -215,5 +226,31 @@ impl Drop for Session {
         if let Some(pump) = &self.pump {
             pump.abort();
         }
+    }
+}
+
+/// Parses `url` and proposes [`DEFAULT_FRAME_MAX`] unless the URL sets
+/// `frame_max` itself. Returns `None` for a URL that does not parse.
+fn connection_uri(url: &str) -> Option<AMQPUri> {
+    let mut uri: AMQPUri = url.parse().ok()?;
+    uri.query.frame_max.get_or_insert(DEFAULT_FRAME_MAX);
+    Some(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_defaults_unless_set() {
+        let plain = connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(plain.query.frame_max, Some(DEFAULT_FRAME_MAX));
+
+        let explicit =
+            connection_uri("amqp://guest:guest@127.0.0.1:5672/%2f?frame_max=131072").unwrap();
+        assert_eq!(explicit.query.frame_max, Some(131_072));
+        assert_eq!(explicit.authority.userinfo.username, "guest");
+
+        assert!(connection_uri("not a url").is_none());
     }
 }
