@@ -30,7 +30,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// Keys whose value may come from a file named by `HOOKLINE_<KEY>_FILE`.
 /// The URLs are listed because they carry passwords.
-const SECRET_KEYS: [&str; 9] = [
+const SECRET_KEYS: [&str; 10] = [
     "api.admin_token",
     "api.ingest_token",
     "storage.url",
@@ -40,6 +40,7 @@ const SECRET_KEYS: [&str; 9] = [
     "directory.access_token",
     "directory.provider_key",
     "secrets.keys",
+    "kafka.sasl_password",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +125,10 @@ pub struct KafkaConfig {
     pub idempotency_header: String,
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// The SASL password, passed to the consumer as `sasl.password`. It may
+    /// come from `HOOKLINE_KAFKA__SASL_PASSWORD_FILE`, unlike the properties.
+    #[serde(default)]
+    pub sasl_password: Option<String>,
     /// librdkafka properties passed to the consumer as given, such as
     /// `security.protocol` and `sasl.mechanism` for a secured cluster.
     #[serde(default)]
@@ -354,6 +359,14 @@ impl Config {
         }
         for token in copy.directory.service_tokens.values_mut() {
             *token = "<redacted>".into();
+        }
+        if copy
+            .kafka
+            .sasl_password
+            .as_deref()
+            .is_some_and(|password| !password.is_empty())
+        {
+            copy.kafka.sasl_password = Some("<redacted>".into());
         }
         for (name, value) in &mut copy.kafka.properties {
             if is_sensitive_kafka_property(name) {

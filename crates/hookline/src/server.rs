@@ -349,8 +349,9 @@ fn build_dispatcher(
 }
 
 /// Builds the Kafka source's settings. The configured `kafka.properties`
-/// come last, so they may replace the assignment strategy. The source
-/// rejects the properties it sets itself, with an error that names them.
+/// come after the defaults, so they may replace the assignment strategy,
+/// and `kafka.sasl_password` comes last. The source rejects the properties
+/// it sets itself, with an error that names them.
 fn kafka_settings(config: &Config) -> KafkaSettings {
     let mut client = BTreeMap::from([
         (
@@ -363,6 +364,11 @@ fn kafka_settings(config: &Config) -> KafkaSettings {
         ),
     ]);
     client.extend(config.kafka.properties.clone());
+    if let Some(password) = config.kafka.sasl_password.as_deref() {
+        if !password.is_empty() {
+            client.insert("sasl.password".to_owned(), password.to_owned());
+        }
+    }
     KafkaSettings {
         brokers: config.kafka.brokers.clone(),
         group_id: config.kafka.group_id.clone(),
@@ -535,5 +541,18 @@ mod tests {
         assert_eq!(settings.client["security.protocol"], "SASL_SSL");
         assert_eq!(settings.client["partition.assignment.strategy"], "range");
         assert_eq!(settings.client["session.timeout.ms"], "45000");
+        assert!(!settings.client.contains_key("sasl.password"));
+    }
+
+    #[test]
+    fn sasl_password_becomes_a_property() {
+        let mut config = Config::load(None).expect("the defaults load");
+        config.kafka.properties =
+            BTreeMap::from([("sasl.password".to_owned(), "from-the-file".to_owned())]);
+        config.kafka.sasl_password = Some("from-the-secret".to_owned());
+
+        let settings = kafka_settings(&config);
+
+        assert_eq!(settings.client["sasl.password"], "from-the-secret");
     }
 }

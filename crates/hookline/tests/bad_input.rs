@@ -196,6 +196,32 @@ fn kafka_property_names_reach_librdkafka() {
 }
 
 #[test]
+fn kafka_sasl_password_is_read_from_file() {
+    let printed = check_with_secret_file("HOOKLINE_KAFKA__SASL_PASSWORD_FILE", "scram-secret\n");
+    assert!(
+        printed.contains("sasl_password = \"<redacted>\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("scram-secret"), "{printed}");
+}
+
+/// Runs `hookline config check` with `variable` naming a file that holds
+/// `contents`, checks that it passed, and returns its output.
+fn check_with_secret_file(variable: &str, contents: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secret");
+    std::fs::write(&path, contents).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
+        .args(["config", "check"])
+        .env(variable, &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
 fn admin_token_is_read_from_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
