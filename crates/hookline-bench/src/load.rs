@@ -37,6 +37,27 @@ struct KafkaIn {
     broker: KafkaBroker,
 }
 
+impl KafkaIn {
+    /// Settings to produce events `first_event..first_event + events` to
+    /// the product's topic on this run's broker.
+    fn produce_config(
+        &self,
+        first_event: u64,
+        events: u64,
+        payload_bytes: usize,
+        rate: Option<f64>,
+    ) -> ProduceConfig {
+        ProduceConfig {
+            topic: PRODUCT.to_owned(),
+            partitions: self.broker.partitions(),
+            first_event,
+            events,
+            payload_bytes,
+            rate,
+        }
+    }
+}
+
 /// Options of the `load` command.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadOptions {
@@ -204,14 +225,7 @@ pub(crate) async fn subscribe(
 /// group joined, as in a deployment that has been running.
 async fn warm_up(kafka: &KafkaIn, receiver: &Receiver, settings: &Settings) -> Result<()> {
     let started = Instant::now();
-    let config = ProduceConfig {
-        topic: PRODUCT.to_owned(),
-        partitions: kafka.broker.partitions(),
-        first_event: settings.events,
-        events: 1,
-        payload_bytes: settings.payload_bytes,
-        rate: None,
-    };
+    let config = kafka.produce_config(settings.events, 1, settings.payload_bytes, None);
     let outcome = kafka.producer.produce(&config).await?;
     if outcome.accepted != 1 {
         bail!("the mock Kafka broker did not acknowledge the warm-up event");
@@ -237,14 +251,12 @@ async fn ingest(
     kafka: Option<&KafkaIn>,
 ) -> Result<IngestOutcome> {
     if let Some(kafka) = kafka {
-        let config = ProduceConfig {
-            topic: PRODUCT.to_owned(),
-            partitions: kafka.broker.partitions(),
-            first_event: 0,
-            events: settings.events,
-            payload_bytes: settings.payload_bytes,
-            rate: settings.rate_per_second,
-        };
+        let config = kafka.produce_config(
+            0,
+            settings.events,
+            settings.payload_bytes,
+            settings.rate_per_second,
+        );
         return kafka.producer.produce(&config).await;
     }
     let config = GeneratorConfig {

@@ -138,7 +138,7 @@ struct LoadArgs {
     /// Applications subscribed to the product. Each event is delivered to every one
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     applications: u32,
-    /// How events get in: the HTTP ingest API, or a Kafka topic on a mock
+    /// Entry of the events: the HTTP ingest API, or a Kafka topic on a mock
     /// broker in this process (the distributed mode then adds a `hookline
     /// creator` process)
     #[arg(long, value_enum, default_value = "http")]

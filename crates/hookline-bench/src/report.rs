@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
 
-/// How a `load` run puts its events into Hookline.
+/// The entry through which a `load` run puts its events into Hookline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Source {

@@ -364,10 +364,9 @@ fn kafka_settings(config: &Config) -> KafkaSettings {
         ),
     ]);
     client.extend(config.kafka.properties.clone());
-    if let Some(password) = config.kafka.sasl_password.as_deref() {
-        if !password.is_empty() {
-            client.insert("sasl.password".to_owned(), password.to_owned());
-        }
+    let password = config.kafka.sasl_password.as_deref();
+    if let Some(password) = password.filter(|password| !password.is_empty()) {
+        client.insert("sasl.password".to_owned(), password.to_owned());
     }
     KafkaSettings {
         brokers: config.kafka.brokers.clone(),

@@ -6,7 +6,9 @@ mod common;
 use common::{order_event, World, TOKEN};
 use reqwest::Method;
 use serde_json::json;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 #[tokio::test]
 async fn invalid_requests_get_clear_4xx() {
@@ -181,16 +183,15 @@ fn kafka_property_names_reach_librdkafka() {
     );
     assert!(!printed.contains("kafka-secret-value"), "{printed}");
 
-    let serve = Command::new(env!("CARGO_BIN_EXE_hookline"))
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_hookline"));
+    serve
         .args(["serve", "--config"])
         .arg(&config)
         .env("HOOKLINE_STORAGE__DATA_DIR", dir.path().join("data"))
         .env("HOOKLINE_API__LISTEN", "127.0.0.1:0")
-        .env("HOOKLINE_API__ADMIN_TOKEN", "kafka-properties-test-token")
-        .output()
-        .unwrap();
-    assert!(!serve.status.success());
-    let stderr = String::from_utf8_lossy(&serve.stderr);
+        .env("HOOKLINE_API__ADMIN_TOKEN", "kafka-properties-test-token");
+    let (status, stderr) = exit_within(serve, dir.path(), Duration::from_secs(30));
+    assert!(!status.success());
     assert!(stderr.contains("no.such.property"), "{stderr}");
     assert!(!stderr.contains("kafka-secret-value"), "{stderr}");
 }
@@ -203,6 +204,34 @@ fn kafka_sasl_password_is_read_from_file() {
         "{printed}"
     );
     assert!(!printed.contains("scram-secret"), "{printed}");
+}
+
+/// Runs `command` with its standard error in a file under `dir` and returns
+/// its exit status and standard error. A process still running after
+/// `limit` is killed and fails the test, so a server that should have
+/// refused to start cannot hang it.
+fn exit_within(
+    mut command: Command,
+    dir: &Path,
+    limit: Duration,
+) -> (std::process::ExitStatus, String) {
+    let path = dir.join("stderr.log");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut child = command.stdout(Stdio::null()).stderr(file).spawn().unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let stderr = std::fs::read_to_string(&path).unwrap();
+            panic!("the process still ran after {limit:?}; its standard error:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, std::fs::read_to_string(&path).unwrap())
 }
 
 /// Runs `hookline config check` with `variable` naming a file that holds
