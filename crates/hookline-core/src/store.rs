@@ -46,6 +46,27 @@ pub struct NewEvent {
     pub deliveries: Vec<(DeliveryId, ApplicationId)>,
 }
 
+impl NewEvent {
+    /// The first task of each delivery, sharing the event's payload.
+    pub fn tasks(&self) -> impl Iterator<Item = DeliveryTask> + '_ {
+        let event = &self.event;
+        self.deliveries
+            .iter()
+            .map(move |(delivery_id, application_id)| DeliveryTask {
+                delivery_id: delivery_id.clone(),
+                event_id: event.id.clone(),
+                application_id: application_id.clone(),
+                product: event.product.clone(),
+                webhook_id: event.webhook_id.clone(),
+                idempotency_key: event.idempotency_key.clone(),
+                content_type: event.content_type,
+                payload: event.payload.clone(),
+                attempts_made: 0,
+                traceparent: event.traceparent.map(Box::new),
+            })
+    }
+}
+
 /// Result of storing one [`NewEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {

@@ -351,7 +351,7 @@ impl Creator {
             match outcome {
                 InsertOutcome::Inserted => {
                     if self.shared.is_none() {
-                        tasks.extend(tasks_of(new_event));
+                        tasks.extend(new_event.tasks());
                         to_mark.push(new_event.event.id.clone());
                     }
                     accepted.push(Accepted::Created {
@@ -492,27 +492,6 @@ fn key_of(new_event: &NewEvent) -> KeyRef {
         product: new_event.event.product.clone(),
         key: new_event.event.idempotency_key.clone(),
     }
-}
-
-fn tasks_of(new_event: &NewEvent) -> impl Iterator<Item = hookline_core::queue::DeliveryTask> + '_ {
-    let event = &new_event.event;
-    new_event
-        .deliveries
-        .iter()
-        .map(
-            move |(delivery_id, application_id)| hookline_core::queue::DeliveryTask {
-                delivery_id: delivery_id.clone(),
-                event_id: event.id.clone(),
-                application_id: application_id.clone(),
-                product: event.product.clone(),
-                webhook_id: event.webhook_id.clone(),
-                idempotency_key: event.idempotency_key.clone(),
-                content_type: event.content_type,
-                payload: event.payload.clone(),
-                attempts_made: 0,
-                traceparent: event.traceparent.map(Box::new),
-            },
-        )
 }
 
 /// Opens the span of one accepted event as a child of its source's span.

@@ -23,13 +23,27 @@ impl SharedDatabase for SqliteShared {
         &self,
         batch: &[NewEvent],
     ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let tasks = batch
+            .iter()
+            .map(|new_event| new_event.deliveries.len())
+            .sum();
+        let lease = self.queue.handoff_lease(tasks);
         let outcomes = self
             .store
-            .insert_event_batch(batch, true)
+            .insert_event_batch(batch, true, lease.as_ref())
             .await
             .map_err(store_failure("insert and enqueue events"))?;
-        if outcomes.contains(&InsertOutcome::Inserted) {
-            self.queue.tasks_added();
+        match lease {
+            Some(lease) => {
+                let inserted = batch
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, outcome)| **outcome == InsertOutcome::Inserted)
+                    .flat_map(|(new_event, _)| new_event.tasks());
+                self.queue.hand_off(lease, inserted);
+            }
+            None if outcomes.contains(&InsertOutcome::Inserted) => self.queue.tasks_added(),
+            None => {}
         }
         Ok(outcomes)
     }

@@ -5,7 +5,10 @@
 //! Each `receive` writes a fresh random 64-bit lease token to the rows it
 //! leases. Settling applies only while the row still has that token, so a
 //! consumer whose lease expired and was taken over cannot settle the task.
+//! An insert in this process can write the rows already leased and hand the
+//! tasks over in memory (module `handoff`).
 
+mod handoff;
 mod receive;
 mod settle;
 mod wake;
@@ -13,6 +16,8 @@ mod wake;
 use crate::codec::{invalid, json_rows, now_millis, queue_failure};
 use crate::durability::{relaxed_script, Scripts};
 use async_trait::async_trait;
+use handoff::Handoff;
+pub(crate) use handoff::HandoffLease;
 use hookline_core::queue::{
     DeliveryQueue, DeliveryTask, Leased, QueueDepth, QueueError, Settlement,
 };
@@ -53,6 +58,9 @@ pub struct SqliteQueue {
     /// Wakes waiting receivers when tasks are enqueued or rescheduled in this
     /// process. Receivers also wake at the earliest visibility time they read.
     wake: Notify,
+    /// Tasks leased by the insert that enqueued them, for receivers of this
+    /// process.
+    handoff: Handoff,
 }
 
 impl SqliteQueue {
@@ -62,7 +70,22 @@ impl SqliteQueue {
             reader,
             scripts,
             wake: Notify::new(),
+            handoff: Handoff::default(),
         }
+    }
+
+    /// Returns the lease under which an insert should write `tasks` new
+    /// queue rows and hand them to this process's receivers, or `None` when
+    /// they should be written unleased.
+    pub(crate) fn handoff_lease(&self, tasks: usize) -> Option<HandoffLease> {
+        self.handoff.lease_for(tasks)
+    }
+
+    /// Hands the tasks an insert wrote under `lease` to the receivers and
+    /// wakes them.
+    pub(crate) fn hand_off(&self, lease: HandoffLease, tasks: impl Iterator<Item = DeliveryTask>) {
+        self.handoff.push(lease, tasks);
+        self.wake.notify_waiters();
     }
 
     /// Wakes waiting receivers after tasks were added outside `enqueue`.

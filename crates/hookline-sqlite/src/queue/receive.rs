@@ -1,7 +1,9 @@
-//! Receiving: leasing due rows in one statement, then reading their tasks.
+//! Receiving: taking handed-off tasks, and leasing due rows in one
+//! statement, then reading their tasks.
 
+use super::handoff::Stale;
 use super::SqliteQueue;
-use crate::codec::{duration_millis, now_millis, queue_failure, to_u32};
+use crate::codec::{duration_millis, json_rows, now_millis, queue_failure, to_u32};
 use crate::durability::relaxed_script;
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::{Leased, QueueError};
@@ -29,6 +31,15 @@ const LEASED_TASKS: &str = task_select!(
 
 static LEASE_SCRIPT: LazyLock<String> =
     LazyLock::new(|| relaxed_script(&format!("{LEASE}; {LEASED_TASKS}")));
+
+/// Makes leased rows visible at their due time again, each only while it
+/// still has the given token. `?1` contains (delivery id, token) pairs.
+static RELEASE_SCRIPT: LazyLock<String> = LazyLock::new(|| {
+    relaxed_script(
+        "UPDATE queue SET lease_token = NULL, visible_at = due_at \
+         WHERE (delivery_id, lease_token) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
+    )
+});
 
 /// Upper bound of one wait, so that adding it to the current instant cannot
 /// overflow. A longer `wait` is cut to this.
@@ -79,10 +90,76 @@ impl SqliteQueue {
         }
     }
 
+    /// Leases up to `max` tasks: first those handed off by inserts in this
+    /// process, then due rows of the table. The table is also read when a
+    /// lease from it is due, so that handed-off tasks cannot hold back
+    /// retries and older rows.
+    async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
+        let table_due = self.handoff.table_due();
+        let first = if table_due { max / 2 } else { max };
+        let (mut leased, mut stale) = self.handoff.take(first, visibility);
+        if table_due || leased.len() < max {
+            self.release_stale(std::mem::take(&mut stale)).await;
+            let requested = max - leased.len();
+            match self.lease_table(requested, visibility).await {
+                Ok(rows) => {
+                    self.handoff.table_leased(requested, rows.len());
+                    leased.extend(rows);
+                }
+                Err(error) if leased.is_empty() => return Err(error),
+                Err(error) => tracing::warn!(
+                    %error,
+                    handed_off = leased.len(),
+                    "Leasing due tasks from the queue table failed; receiving only the handed-off tasks"
+                ),
+            }
+            let (more, more_stale) = self.handoff.take(max - leased.len(), visibility);
+            leased.extend(more);
+            stale = more_stale;
+        }
+        self.release_stale(stale).await;
+        Ok(leased)
+    }
+
+    /// Makes handed-off tasks whose lease ran short visible again, for a
+    /// later lease from the table. A failure only leaves them to their
+    /// lease expiry.
+    async fn release_stale(&self, stale: Stale) {
+        if stale.is_empty() {
+            return;
+        }
+        let released = async {
+            let rows = json_rows(&stale)?;
+            let query = sqlx::query(RELEASE_SCRIPT.as_str()).bind(rows);
+            self.scripts.run(&self.writer, query).await
+        };
+        match released.await {
+            Ok(_) => {
+                tracing::info!(
+                    tasks = stale.len(),
+                    "Released handed-off tasks that waited too long for a receiver"
+                );
+                self.wake.notify_waiters();
+            }
+            Err(error) => tracing::warn!(
+                %error,
+                tasks = stale.len(),
+                "Failed to release handed-off tasks that waited too long; they are received again when their lease expires"
+            ),
+        }
+    }
+
     /// Leases due rows under one fresh random token and reads their tasks,
     /// in one script. A lease token is handed out as the `u64` with the same
     /// bits as the stored `i64`.
-    async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
+    async fn lease_table(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Leased>, sqlx::Error> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let token: i64 = rand::random();
         let now = now_millis();
         let visible_at = now.saturating_add(duration_millis(visibility));

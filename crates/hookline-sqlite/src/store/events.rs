@@ -5,6 +5,7 @@
 use super::SqliteStore;
 use crate::codec::{content_type_name, json_rows, now_millis, to_millis};
 use crate::durability::{full_script, relaxed_script};
+use crate::queue::HandoffLease;
 use crate::tasks::{task_from_row, task_select};
 use hookline_core::queue::DeliveryTask;
 use hookline_core::store::{InsertOutcome, NewEvent, RejectedRecord};
@@ -36,7 +37,10 @@ const CLAIMED_KEYS: &str = "SELECT j.key, k.event_id, e.id IS NOT NULL AS stored
 /// - `?4` 1 to also enqueue the deliveries of new events and mark them
 ///   enqueued, `?5` the current time;
 /// - `?6` the payloads of all events in one blob, which each event row
-///   locates by offset and length.
+///   locates by offset and length;
+/// - `?7` and `?8` the token and expiry of the lease that the queue rows
+///   are written with when they are handed off, or NULL to write them
+///   visible now.
 ///
 /// An event is new when its key was just claimed for it and it is not
 /// stored yet. The ids of new events are collected first in the writer's
@@ -61,7 +65,7 @@ INSERT INTO deliveries \
          j.value ->> 3, j.value ->> 3, j.value ->> 3 \
   FROM json_each(?3) AS j WHERE j.value ->> 1 IN temp.new_events; \
 INSERT INTO queue (delivery_id, due_at, visible_at, lease_token, attempts_made) \
-  SELECT j.value ->> 0, ?5, ?5, NULL, 0 \
+  SELECT j.value ->> 0, ?5, COALESCE(?8, ?5), ?7, 0 \
   FROM json_each(?3) AS j WHERE ?4 AND j.value ->> 1 IN temp.new_events; \
 DELETE FROM temp.new_events";
 
@@ -83,11 +87,13 @@ const EXPIRY_BATCH: u32 = 10_000;
 impl SqliteStore {
     /// Inserts a batch in one transaction and returns one outcome per event,
     /// in input order. With `enqueue`, the same transaction also enqueues
-    /// the deliveries of the new events and marks those events enqueued.
+    /// the deliveries of the new events, leased with `lease` when it is
+    /// given, and marks those events enqueued.
     pub(crate) async fn insert_event_batch(
         &self,
         batch: &[NewEvent],
         enqueue: bool,
+        lease: Option<&HandoffLease>,
     ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -99,7 +105,9 @@ impl SqliteStore {
             .bind(delivery_rows(batch)?)
             .bind(i64::from(enqueue))
             .bind(now_millis())
-            .bind(payloads);
+            .bind(payloads)
+            .bind(lease.map(|lease| lease.token))
+            .bind(lease.map(|lease| lease.visible_at));
         let rows = self.scripts.run(&self.writer, query).await?;
         claimed_outcomes(&rows, batch)
     }

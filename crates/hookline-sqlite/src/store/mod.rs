@@ -133,7 +133,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<InsertOutcome>, StoreError> {
-        self.insert_event_batch(batch, false)
+        self.insert_event_batch(batch, false, None)
             .await
             .map_err(store_failure("insert events"))
     }

@@ -97,23 +97,7 @@ pub(crate) fn new_event(
 
 /// Builds the tasks of an event as the creator does.
 pub(crate) fn tasks_of(new_event: &NewEvent) -> Vec<DeliveryTask> {
-    let event = &new_event.event;
-    new_event
-        .deliveries
-        .iter()
-        .map(|(delivery_id, application_id)| DeliveryTask {
-            delivery_id: delivery_id.clone(),
-            event_id: event.id.clone(),
-            application_id: application_id.clone(),
-            product: event.product.clone(),
-            webhook_id: event.webhook_id.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            content_type: event.content_type,
-            payload: event.payload.clone(),
-            attempts_made: 0,
-            traceparent: None,
-        })
-        .collect()
+    new_event.tasks().collect()
 }
 
 /// Inserts one event for the fixture's application, enqueues its task, marks
