@@ -94,6 +94,10 @@ impl SqliteQueue {
     /// process, then due rows of the table. The table is also read when a
     /// lease from it is due, so that handed-off tasks cannot hold back
     /// retries and older rows.
+    // NOTE: a caller that drops this future after the handoff was taken
+    // loses those tasks from memory; their rows stay leased until the lease
+    // expires or the next exclusive open releases them. The dispatcher
+    // drops a receive only when it shuts down.
     async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
         let table_due = self.handoff.table_due();
         let first = if table_due { max / 2 } else { max };
