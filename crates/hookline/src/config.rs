@@ -336,14 +336,7 @@ impl Config {
         if !copy.api.admin_token.is_empty() {
             copy.api.admin_token = "<redacted>".into();
         }
-        if copy
-            .api
-            .ingest_token
-            .as_deref()
-            .is_some_and(|token| !token.is_empty())
-        {
-            copy.api.ingest_token = Some("<redacted>".into());
-        }
+        redact_optional(&mut copy.api.ingest_token);
         copy.storage.url = copy.storage.url.as_deref().map(redact_url);
         copy.queue.url = copy.queue.url.as_deref().map(redact_url);
         copy.redis.url = copy.redis.url.as_deref().map(redact_url);
@@ -360,14 +353,7 @@ impl Config {
         for token in copy.directory.service_tokens.values_mut() {
             *token = "<redacted>".into();
         }
-        if copy
-            .kafka
-            .sasl_password
-            .as_deref()
-            .is_some_and(|password| !password.is_empty())
-        {
-            copy.kafka.sasl_password = Some("<redacted>".into());
-        }
+        redact_optional(&mut copy.kafka.sasl_password);
         for (name, value) in &mut copy.kafka.properties {
             if is_sensitive_kafka_property(name) {
                 *value = "<redacted>".into();
@@ -398,6 +384,13 @@ fn is_sensitive_kafka_property(name: &str) -> bool {
     ]
     .iter()
     .any(|part| name.contains(part))
+}
+
+/// Replaces a secret that is set and not empty with `<redacted>`.
+fn redact_optional(secret: &mut Option<String>) {
+    if secret.as_deref().is_some_and(|value| !value.is_empty()) {
+        *secret = Some("<redacted>".into());
+    }
 }
 
 fn redact_url(raw: &str) -> String {

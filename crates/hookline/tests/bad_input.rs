@@ -252,21 +252,13 @@ fn check_with_secret_file(variable: &str, contents: &str) -> String {
 
 #[test]
 fn admin_token_is_read_from_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("token");
-    std::fs::write(&path, "from-a-file\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
-        .args(["config", "check"])
-        .env("HOOKLINE_API__ADMIN_TOKEN_FILE", &path)
-        .output()
-        .unwrap();
+    let printed = check_with_secret_file("HOOKLINE_API__ADMIN_TOKEN_FILE", "from-a-file\n");
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        printed.contains("admin_token = \"<redacted>\""),
+        "{printed}"
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("admin_token = \"<redacted>\""));
 
+    let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(["config", "check"])
         .env("HOOKLINE_API__ADMIN_TOKEN_FILE", dir.path().join("missing"))
