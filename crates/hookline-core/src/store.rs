@@ -47,7 +47,7 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// The first task of each delivery, sharing the event's payload.
+    /// Returns the first task of each delivery, all sharing the event's payload.
     pub fn tasks(&self) -> impl Iterator<Item = DeliveryTask> + '_ {
         let event = &self.event;
         self.deliveries

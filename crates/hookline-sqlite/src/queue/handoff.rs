@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 /// Tasks that may wait here at once. An insert whose tasks would pass it
 /// writes them unleased instead, for receivers to lease from the table.
-pub(crate) const CAPACITY: usize = 8_192;
+const CAPACITY: usize = 8_192;
 
 /// Maximum time between two leases from the table while tasks arrive here,
 /// so that retries and other due rows are received even when this handoff
@@ -99,7 +99,7 @@ impl Handoff {
         }));
     }
 
-    /// Whether the next receive should also lease from the table: the
+    /// Returns whether the next receive should also lease from the table: the
     /// latest lease from it found a backlog, or it was [`TABLE_INTERVAL`]
     /// ago or longer.
     pub(crate) fn table_due(&self) -> bool {

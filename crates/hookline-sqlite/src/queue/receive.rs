@@ -94,15 +94,16 @@ impl SqliteQueue {
     /// process, then due rows of the table. The table is also read when a
     /// lease from it is due, so that handed-off tasks cannot hold back
     /// retries and older rows.
-    // NOTE: a caller that drops this future after the handoff was taken
-    // loses those tasks from memory; their rows stay leased until the lease
-    // expires or the next exclusive open releases them. The dispatcher
-    // drops a receive only when it shuts down.
+    // NOTE: a caller that drops this future after taking handed-off tasks
+    // loses them from memory. Their rows stay leased until the lease
+    // expires or the next exclusive open, and the dispatcher drops a
+    // receive only when it shuts down.
     async fn lease(&self, max: usize, visibility: Duration) -> Result<Vec<Leased>, sqlx::Error> {
         let table_due = self.handoff.table_due();
         let first = if table_due { max / 2 } else { max };
         let (mut leased, mut stale) = self.handoff.take(first, visibility);
         if table_due || leased.len() < max {
+            // Released first, so that this lease from the table can take them.
             self.release_stale(std::mem::take(&mut stale)).await;
             let requested = max - leased.len();
             match self.lease_table(requested, visibility).await {
