@@ -153,6 +153,21 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Makes the tasks of `application` that are scheduled no later than
+    /// `until` due now. The dispatcher calls it for the tasks it postponed
+    /// while an endpoint was congested, once that endpoint responds again.
+    /// Tasks scheduled after `until`, such as later retries, keep their
+    /// time. Returns how many tasks it moved. A queue that cannot
+    /// reschedule queued tasks returns `Ok(0)`.
+    async fn wake_postponed(
+        &self,
+        application: &ApplicationId,
+        until: OffsetDateTime,
+    ) -> Result<u64, QueueError> {
+        let _ = (application, until);
+        Ok(0)
+    }
+
     /// Whether the queue may hold two copies of one delivery, because
     /// [`DeliveryQueue::enqueue`] does not deduplicate by delivery id. The
     /// dispatcher then asks the state store before attempting a task, and

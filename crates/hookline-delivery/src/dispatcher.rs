@@ -13,19 +13,21 @@ mod throttle;
 use crate::egress::{Egress, EgressOutcome};
 use crate::recorder::{self, Finished};
 use crate::retry_policy::SharedRetryPolicy;
-use endpoint_gate::EndpointGate;
+use endpoint_gate::{EndpointGate, Recovery};
 use hookline_core::directory::{Directory, Endpoint};
 use hookline_core::formats::avro_json::AvroJsonConverter;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
 use hookline_core::queue::{DeliveryQueue, Leased, Settlement};
 use hookline_core::shared_database::SharedDatabase;
 use hookline_core::store::Store;
+use hookline_core::AttemptResult;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use throttle::Admission;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -269,7 +271,13 @@ impl Dispatcher {
         };
 
         let gate = self.endpoint_gate(&endpoint);
-        let _permit = match gate.enter(self.settings.busy_endpoint_delay).await {
+        let _permit = match gate
+            .enter(
+                self.settings.busy_endpoint_delay,
+                &lease.task.application_id,
+            )
+            .await
+        {
             endpoint_gate::Entry::Send(permit) => permit,
             endpoint_gate::Entry::Postpone(delay) => return self.postpone(lease, delay),
         };
@@ -295,6 +303,10 @@ impl Dispatcher {
             EgressOutcome::Attempted(report) => report,
             EgressOutcome::NotSent(not_sent) => return self.not_sent(lease, &endpoint, not_sent),
         };
+        let responded = matches!(report.result, AttemptResult::Response { .. });
+        if let Some(recovery) = gate.attempt_ended(responded, report.duration, Instant::now()) {
+            self.wake_postponed(&endpoint, recovery);
+        }
         if let Some(cause) = self.check_health(&endpoint, &report).await {
             self.disable(&endpoint, cause).await;
             return self.keep_for_disabled(lease, &endpoint, report);
@@ -315,6 +327,37 @@ impl Dispatcher {
             },
             usage: None,
         }
+    }
+
+    /// Makes the tasks that the endpoint's gate postponed while it was
+    /// congested due now, in the background.
+    fn wake_postponed(&self, endpoint: &Endpoint, recovery: Recovery) {
+        let queue = self.queue.clone();
+        let endpoint = authority(&endpoint.url);
+        // Postponed tasks got their due time a moment after their place was
+        // chosen; the margin covers that and the clock conversion.
+        let until = OffsetDateTime::now_utc()
+            + recovery.until.saturating_duration_since(Instant::now())
+            + Duration::from_secs(1);
+        tokio::spawn(async move {
+            let mut woken = 0;
+            for application in &recovery.applications {
+                match queue.wake_postponed(application, until).await {
+                    Ok(moved) => woken += moved,
+                    Err(error) => tracing::warn!(
+                        %error,
+                        application_id = %application,
+                        "Making postponed deliveries due failed; they stay at their postponed time"
+                    ),
+                }
+            }
+            tracing::info!(
+                %endpoint,
+                applications = recovery.applications.len(),
+                woken,
+                "Endpoint responds again; deliveries postponed while it was congested are due now"
+            );
+        });
     }
 
     fn endpoint_gate(&self, endpoint: &Endpoint) -> Arc<EndpointGate> {

@@ -115,3 +115,41 @@ async fn wake_makes_postponed_tasks_due_and_spares_leases() {
         .all(|lease| lease.task.delivery_id != in_flight.task.delivery_id));
     assert!(due.iter().all(|lease| lease.task.attempts_made == 1));
 }
+
+#[tokio::test]
+async fn wake_postponed_keeps_later_retries() {
+    let fixture = fixture().await;
+    let queue = fixture.backend.queue();
+    for n in 0..3 {
+        insert_and_enqueue(&fixture, &format!("congested-{n}"), b"{}").await;
+    }
+    let visibility = Duration::from_secs(60);
+    let leased = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    let now = OffsetDateTime::now_utc();
+    let later_retry = leased[2].task.delivery_id.clone();
+    let settlements = leased
+        .into_iter()
+        .zip([10, 20, 3600])
+        .map(|(lease, seconds)| Settlement::Retry {
+            lease,
+            due_at: now + Duration::from_secs(seconds),
+            attempts_made: 1,
+        })
+        .collect();
+    queue.settle(settlements).await.unwrap();
+
+    let until = now + Duration::from_secs(30);
+    let other = ApplicationId::generate();
+    assert_eq!(queue.wake_postponed(&other, until).await.unwrap(), 0);
+    let woken = queue
+        .wake_postponed(&fixture.application.id, until)
+        .await
+        .unwrap();
+    assert_eq!(woken, 2, "the retry due after `until` keeps its time");
+    let due = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(due
+        .iter()
+        .all(|lease| lease.task.delivery_id != later_retry));
+}

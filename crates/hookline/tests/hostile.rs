@@ -425,6 +425,18 @@ async fn delivery_latencies(
     latencies
 }
 
+/// Ingests `count` order events keyed `<prefix>-<n>` and checks each is
+/// accepted.
+async fn ingest_events(server: &common::Server, prefix: &str, count: usize) {
+    for n in 0..count {
+        let key = format!("{prefix}-{n}");
+        let (status, _) = server
+            .ingest("order-created", Some(&key), &order_event(&key))
+            .await;
+        assert_eq!(status, 202, "{key}");
+    }
+}
+
 fn p99(sorted: &[u128]) -> u128 {
     let index = (sorted.len() * 99).div_ceil(100).saturating_sub(1);
     sorted[index]
@@ -460,13 +472,7 @@ async fn hanging_endpoint_does_not_slow_others() {
 
     let baseline = delivery_latencies(&server, &healthy, "healthy", "calm", 10).await;
 
-    for n in 0..50 {
-        let key = format!("flood-{n}");
-        let (status, _) = server
-            .ingest("order-created", Some(&key), &order_event(&key))
-            .await;
-        assert_eq!(status, 202);
-    }
+    ingest_events(&server, "flood", 50).await;
     assert!(
         world
             .receiver
@@ -507,6 +513,67 @@ async fn hanging_endpoint_does_not_slow_others() {
             "attempt took {duration} ms with a 5 s deadline"
         );
     }
+}
+
+/// An endpoint that stalls long enough to be marked congested gets the
+/// deliveries postponed meanwhile as soon as it responds again, not at their
+/// places of the congestion schedule, which lie up to 28 s ahead here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovered_endpoint_gets_postponed_deliveries_at_once() {
+    let world = World::new().await;
+    let server = world
+        .serve(&[
+            ("HOOKLINE_DELIVERY__TIMEOUT", "2s"),
+            ("HOOKLINE_DELIVERY__PER_ENDPOINT_CONCURRENCY", "2"),
+            ("HOOKLINE_RETRY__INTERVAL", "100ms"),
+            ("HOOKLINE_RETRY__BACKOFF_UNIT", "1ms"),
+        ])
+        .await;
+    server
+        .create_product("order-created", "order-created-event")
+        .await;
+    server
+        .create_application(&world.receiver, "order-created", "stall")
+        .await;
+    world.receiver.script("stall", Behaviour::Hang);
+
+    // Two attempts hang in the endpoint's two slots, and the other tasks are
+    // postponed one second apart (timeout / per-endpoint concurrency).
+    const EVENTS: usize = 30;
+    ingest_events(&server, "stall", EVENTS).await;
+    assert!(
+        world
+            .receiver
+            .wait_for(|stats| stats.total >= 2, Duration::from_secs(10))
+            .await,
+        "the endpoint's slots did not fill"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.receiver.script("stall", Behaviour::Succeed);
+    let responding = Instant::now();
+
+    let delivered = |received: &[hookline_receiver::ReceivedWebhook]| {
+        received
+            .iter()
+            .filter(|webhook| webhook.responded_status == 204)
+            .map(|webhook| webhook.webhook_id.as_str())
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    let all = world
+        .receiver
+        .wait_for_deliveries(
+            |received| delivered(received) == EVENTS,
+            Duration::from_secs(40),
+        )
+        .await;
+    let took = responding.elapsed();
+    let count = delivered(&world.receiver.deliveries("stall"));
+    assert!(all, "{count} of {EVENTS} delivered within 40 s");
+    assert!(
+        took < Duration::from_secs(10),
+        "all {EVENTS} arrived {took:?} after the endpoint responded again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

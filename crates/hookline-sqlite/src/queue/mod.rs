@@ -13,7 +13,7 @@ mod receive;
 mod settle;
 mod wake;
 
-use crate::codec::{invalid, json_rows, now_millis, queue_failure};
+use crate::codec::{invalid, json_rows, now_millis, queue_failure, to_millis};
 use crate::durability::{relaxed_script, Scripts};
 use async_trait::async_trait;
 use handoff::Handoff;
@@ -25,6 +25,7 @@ use hookline_core::ApplicationId;
 use sqlx::{Row, SqlitePool};
 use std::sync::LazyLock;
 use std::time::Duration;
+use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 /// Adds tasks due now. Ignoring rows that exist keeps enqueueing idempotent:
@@ -148,7 +149,15 @@ impl DeliveryQueue for SqliteQueue {
     }
 
     async fn wake_application(&self, application: &ApplicationId) -> Result<u64, QueueError> {
-        self.wake_tasks_of(application).await
+        self.wake_tasks_of(application, i64::MAX).await
+    }
+
+    async fn wake_postponed(
+        &self,
+        application: &ApplicationId,
+        until: OffsetDateTime,
+    ) -> Result<u64, QueueError> {
+        self.wake_tasks_of(application, to_millis(until)).await
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {
