@@ -7,13 +7,14 @@ mod avro_json;
 mod endpoint_gate;
 mod health;
 mod outcome;
+mod recovery;
 mod resume;
 mod throttle;
 
 use crate::egress::{Egress, EgressOutcome};
 use crate::recorder::{self, Finished};
 use crate::retry_policy::SharedRetryPolicy;
-use endpoint_gate::{EndpointGate, Recovery};
+use endpoint_gate::EndpointGate;
 use hookline_core::directory::{Directory, Endpoint};
 use hookline_core::formats::avro_json::AvroJsonConverter;
 use hookline_core::limit::{LocalRateLimiter, RateLimiter};
@@ -327,37 +328,6 @@ impl Dispatcher {
             },
             usage: None,
         }
-    }
-
-    /// Makes the tasks that the endpoint's gate postponed while it was
-    /// congested due now, in the background.
-    fn wake_postponed(&self, endpoint: &Endpoint, recovery: Recovery) {
-        let queue = self.queue.clone();
-        let endpoint = authority(&endpoint.url);
-        // Postponed tasks got their due time a moment after their place was
-        // chosen; the margin covers that and the clock conversion.
-        let until = OffsetDateTime::now_utc()
-            + recovery.until.saturating_duration_since(Instant::now())
-            + Duration::from_secs(1);
-        tokio::spawn(async move {
-            let mut woken = 0;
-            for application in &recovery.applications {
-                match queue.wake_postponed(application, until).await {
-                    Ok(moved) => woken += moved,
-                    Err(error) => tracing::warn!(
-                        %error,
-                        application_id = %application,
-                        "Making postponed deliveries due failed; they stay at their postponed time"
-                    ),
-                }
-            }
-            tracing::info!(
-                %endpoint,
-                applications = recovery.applications.len(),
-                woken,
-                "Endpoint responds again; deliveries postponed while it was congested are due now"
-            );
-        });
     }
 
     fn endpoint_gate(&self, endpoint: &Endpoint) -> Arc<EndpointGate> {
