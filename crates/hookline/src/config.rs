@@ -285,6 +285,17 @@ impl Config {
         if self.kafka.idempotency_header.is_empty() {
             return invalid("kafka.idempotency_header", "must not be empty");
         }
+        if self
+            .kafka
+            .properties
+            .keys()
+            .any(|name| name.trim().eq_ignore_ascii_case("session.timeout.ms"))
+        {
+            return invalid(
+                "kafka.properties",
+                "must not set \"session.timeout.ms\": set kafka.session_timeout instead, for example \"45s\"",
+            );
+        }
         if self.storage.url.is_some() != self.queue.url.is_some() {
             return invalid(
                 "queue.url",

@@ -349,9 +349,17 @@ fn build_dispatcher(
 }
 
 /// Builds the Kafka source's settings. The configured `kafka.properties`
-/// come after the defaults, so they may replace the assignment strategy,
-/// and `kafka.sasl_password` comes last. The source rejects the properties
-/// it sets itself, with an error that names them.
+/// come after the defaults, so they may replace the assignment strategy
+/// and the prefetch limits, and `kafka.sasl_password` comes last. The
+/// source rejects the properties it sets itself, with an error that names
+/// them.
+///
+/// librdkafka prefetches up to 64 MiB of records by default. 16 MiB kept
+/// the same throughput in `hookline-bench load --source kafka` and lowered
+/// the peak RSS by about 17 MiB (BENCHMARKS.md, "Kafka prefetch"). A full
+/// prefetch queue pauses fetching for `fetch.queue.backoff.ms`, 1 s by
+/// default, longer than the queue took to drain there, so that pause is
+/// shortened as well.
 fn kafka_settings(config: &Config) -> KafkaSettings {
     let mut client = BTreeMap::from([
         (
@@ -362,6 +370,8 @@ fn kafka_settings(config: &Config) -> KafkaSettings {
             "session.timeout.ms".to_owned(),
             config.kafka.session_timeout.as_millis().to_string(),
         ),
+        ("queued.max.messages.kbytes".to_owned(), "16384".to_owned()),
+        ("fetch.queue.backoff.ms".to_owned(), "50".to_owned()),
     ]);
     client.extend(config.kafka.properties.clone());
     let password = config.kafka.sasl_password.as_deref();
@@ -532,6 +542,7 @@ mod tests {
                 "partition.assignment.strategy".to_owned(),
                 "range".to_owned(),
             ),
+            ("queued.max.messages.kbytes".to_owned(), "4096".to_owned()),
         ]);
 
         let settings = kafka_settings(&config);
@@ -540,7 +551,19 @@ mod tests {
         assert_eq!(settings.client["security.protocol"], "SASL_SSL");
         assert_eq!(settings.client["partition.assignment.strategy"], "range");
         assert_eq!(settings.client["session.timeout.ms"], "45000");
+        assert_eq!(settings.client["queued.max.messages.kbytes"], "4096");
+        assert_eq!(settings.client["fetch.queue.backoff.ms"], "50");
         assert!(!settings.client.contains_key("sasl.password"));
+    }
+
+    #[test]
+    fn kafka_prefetch_limits_by_default() {
+        let config = Config::load(None).expect("the defaults load");
+
+        let settings = kafka_settings(&config);
+
+        assert_eq!(settings.client["queued.max.messages.kbytes"], "16384");
+        assert_eq!(settings.client["fetch.queue.backoff.ms"], "50");
     }
 
     #[test]

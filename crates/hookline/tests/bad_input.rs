@@ -7,7 +7,7 @@ use common::{order_event, World, TOKEN};
 use reqwest::Method;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[tokio::test]
@@ -152,21 +152,40 @@ fn invalid_configuration_names_the_key() {
     );
 }
 
-#[test]
-fn kafka_property_names_reach_librdkafka() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hookline.toml");
+/// Writes a configuration file with `kafka.brokers` and these
+/// `[kafka.properties]` lines, and runs `hookline config check` on it.
+fn check_kafka_properties(dir: &Path, properties: &str) -> (std::path::PathBuf, Output) {
+    let config = dir.join("hookline.toml");
     std::fs::write(
         &config,
-        "[kafka]\nbrokers = \"127.0.0.1:9\"\n\n[kafka.properties]\n\"no.such.property\" = \"1\"\n\"sasl.password\" = \"kafka-secret-value\"\n",
+        format!("[kafka]\nbrokers = \"127.0.0.1:9\"\n\n[kafka.properties]\n{properties}"),
     )
     .unwrap();
-
-    let check = Command::new(env!("CARGO_BIN_EXE_hookline"))
+    let output = Command::new(env!("CARGO_BIN_EXE_hookline"))
         .args(["config", "check", "--config"])
         .arg(&config)
         .output()
         .unwrap();
+    (config, output)
+}
+
+#[test]
+fn kafka_session_timeout_property_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, output) = check_kafka_properties(dir.path(), "\"session.timeout.ms\" = \"6000\"\n");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("session.timeout.ms"), "{stderr}");
+    assert!(stderr.contains("kafka.session_timeout"), "{stderr}");
+}
+
+#[test]
+fn kafka_property_names_reach_librdkafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, check) = check_kafka_properties(
+        dir.path(),
+        "\"no.such.property\" = \"1\"\n\"sasl.password\" = \"kafka-secret-value\"\n",
+    );
     assert!(
         check.status.success(),
         "{}",
