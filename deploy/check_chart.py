@@ -53,6 +53,7 @@ STAND_IN_SECRETS = {
     "redis-url": "redis://127.0.0.1:6379",
     "gateway-token": "stand-in-gateway-token",
     "directory-access-token": "stand-in-3scale-token",
+    "kafka-sasl-password": "stand-in-kafka-password",
 }
 # Values that the chart must reject, with a part of the expected message.
 REJECTED_VALUES = [
@@ -70,6 +71,14 @@ REJECTED_VALUES = [
         "chart-created Secret without values",
         ["--set", "secret.create=true"],
         "secret.values.adminToken is required",
+    ),
+    (
+        "a Kafka SASL password without its value",
+        ["--set", "secret.create=true", "--set", "secret.values.adminToken=t",
+         "--set", "secret.values.storageUrl=postgres://h", "--set", "secret.values.queueUrl=amqp://h",
+         "--set", "secret.values.redisUrl=redis://h", "--set", "secret.values.gatewayToken=t",
+         "--set", "kafka.saslPassword=true"],
+        "secret.values.kafkaSaslPassword is required",
     ),
     (
         "a configuration value that is not a section",

@@ -131,4 +131,8 @@ affinity:
 - name: HOOKLINE_DIRECTORY__ACCESS_TOKEN_FILE
   value: /etc/hookline/secrets/directory-access-token
 {{- end }}
+{{- if .Values.kafka.saslPassword }}
+- name: HOOKLINE_KAFKA__SASL_PASSWORD_FILE
+  value: /etc/hookline/secrets/kafka-sasl-password
+{{- end }}
 {{- end -}}
