@@ -11,7 +11,9 @@
 //! for a whole attempt timeout, that is one place per
 //! `attempt_timeout / per_endpoint_concurrency`. A hanging endpoint's
 //! backlog is therefore offered again about as fast as the endpoint can
-//! take it, instead of every task coming back after each short delay.
+//! take it, instead of every task coming back after each short delay. A
+//! wait that ends more than `PROCESS_STALL` after its timeout shows that
+//! the process itself was stopped, so it does not mark the endpoint.
 //!
 //! That schedule is too slow for an endpoint that was congested only for a
 //! while, for example behind a network stall. Once `RECOVERY_RESPONSES`
@@ -35,6 +37,9 @@ const MAX_POSTPONEMENT: Duration = Duration::from_secs(60);
 /// Responses in a row, each within half the attempt timeout, that end a
 /// congestion.
 const RECOVERY_RESPONSES: u32 = 3;
+/// Lateness of a slot wait beyond its timeout that shows that the process
+/// itself was stopped (a paused VM, say), not that the endpoint was slow.
+const PROCESS_STALL: Duration = Duration::from_secs(1);
 /// Applications the gate remembers per congestion. Tasks of applications
 /// past this number come back at their places of the schedule.
 const MAX_TRACKED_APPLICATIONS: usize = 4096;
@@ -103,10 +108,17 @@ impl EndpointGate {
         if let Some(delay) = self.place_if_congested(Instant::now(), application) {
             return Entry::Postpone(delay);
         }
+        let started = Instant::now();
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Entry::Send(permit),
             Ok(Err(_)) | Err(_) => {
                 let now = Instant::now();
+                if now.duration_since(started) > wait + PROCESS_STALL {
+                    // The wait ended long after its timeout because this
+                    // process did not run meanwhile. The endpoint is not
+                    // marked congested, and the task comes back shortly.
+                    return Entry::Postpone(wait);
+                }
                 self.mark_congested(now);
                 Entry::Postpone(self.place_if_congested(now, application).unwrap_or(wait))
             }
@@ -284,9 +296,37 @@ mod tests {
         assert!(last <= MAX_POSTPONEMENT, "{last:?}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn stalled_process_does_not_congest() {
+        let gate = Arc::new(EndpointGate::new(1, Duration::from_secs(2)));
+        let _only_slot = gate.enter(Duration::ZERO, &app()).await;
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.enter(Duration::from_millis(200), &app()).await }
+        });
+        tokio::task::yield_now().await;
+        // The clock jumps as it does for a process that was stopped.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let entry = waiting.await.unwrap();
+        assert_eq!(
+            postponement(entry),
+            Some(Duration::from_millis(200)),
+            "postponed by the wait, not by the schedule"
+        );
+
+        let started = Instant::now();
+        let entry = gate.enter(Duration::from_millis(200), &app()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(200),
+            "not congested, so the next task waits for a slot first"
+        );
+        assert_eq!(postponement(entry), Some(Duration::from_secs(2)));
+    }
+
     const QUICK: Duration = Duration::from_millis(10);
 
-    /// Builds a gate of two slots and a 2 s attempt timeout, holds both slots
+    /// Builds a gate of two slots and a 2 s attempt timeout, takes both slots
     /// and postpones one task of each of `applications`.
     async fn congested(applications: &[ApplicationId]) -> (EndpointGate, Vec<Entry>) {
         let gate = EndpointGate::new(2, Duration::from_secs(2));
