@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{fixture, insert_and_enqueue};
+use common::{fixture, insert_and_enqueue, Fixture};
 use hookline_core::endpoint_health::Disablement;
-use hookline_core::queue::{DeliveryQueue, Settlement};
+use hookline_core::queue::{DeliveryQueue, Leased, Settlement};
 use hookline_core::store::Store;
 use hookline_core::{ApplicationId, ApplicationState};
 use std::time::Duration;
@@ -78,16 +78,25 @@ async fn failure_streak_starts_once_and_ends_on_success() {
     );
 }
 
+const VISIBILITY: Duration = Duration::from_secs(60);
+
+/// Inserts three events of the fixture's application, keyed
+/// `<prefix>-<n>`, and leases their tasks.
+async fn lease_three_tasks(fixture: &Fixture, prefix: &str) -> Vec<Leased> {
+    for n in 0..3 {
+        insert_and_enqueue(fixture, &format!("{prefix}-{n}"), b"{}").await;
+    }
+    let queue = fixture.backend.queue();
+    let leased = queue.receive(10, VISIBILITY, Duration::ZERO).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    leased
+}
+
 #[tokio::test]
 async fn wake_makes_postponed_tasks_due_and_spares_leases() {
     let fixture = fixture().await;
     let queue = fixture.backend.queue();
-    for n in 0..3 {
-        insert_and_enqueue(&fixture, &format!("kept-{n}"), b"{}").await;
-    }
-    let visibility = Duration::from_secs(60);
-    let leased = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
-    assert_eq!(leased.len(), 3);
+    let leased = lease_three_tasks(&fixture, "kept").await;
     let mut leased = leased.into_iter();
     let in_flight = leased.next().unwrap();
     let postponed: Vec<Settlement> = leased
@@ -98,7 +107,7 @@ async fn wake_makes_postponed_tasks_due_and_spares_leases() {
         })
         .collect();
     queue.settle(postponed).await.unwrap();
-    let none = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
+    let none = queue.receive(10, VISIBILITY, Duration::ZERO).await.unwrap();
     assert!(none.is_empty(), "postponed tasks are not due yet");
 
     let other = ApplicationId::generate();
@@ -108,7 +117,7 @@ async fn wake_makes_postponed_tasks_due_and_spares_leases() {
         .await
         .unwrap();
     assert_eq!(woken, 2, "the leased task keeps its lease");
-    let due = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
+    let due = queue.receive(10, VISIBILITY, Duration::ZERO).await.unwrap();
     assert_eq!(due.len(), 2);
     assert!(due
         .iter()
@@ -120,12 +129,7 @@ async fn wake_makes_postponed_tasks_due_and_spares_leases() {
 async fn wake_postponed_keeps_later_retries() {
     let fixture = fixture().await;
     let queue = fixture.backend.queue();
-    for n in 0..3 {
-        insert_and_enqueue(&fixture, &format!("congested-{n}"), b"{}").await;
-    }
-    let visibility = Duration::from_secs(60);
-    let leased = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
-    assert_eq!(leased.len(), 3);
+    let leased = lease_three_tasks(&fixture, "congested").await;
     let now = OffsetDateTime::now_utc();
     let later_retry = leased[2].task.delivery_id.clone();
     let settlements = leased
@@ -147,7 +151,7 @@ async fn wake_postponed_keeps_later_retries() {
         .await
         .unwrap();
     assert_eq!(woken, 2, "the retry due after `until` keeps its time");
-    let due = queue.receive(10, visibility, Duration::ZERO).await.unwrap();
+    let due = queue.receive(10, VISIBILITY, Duration::ZERO).await.unwrap();
     assert_eq!(due.len(), 2);
     assert!(due
         .iter()

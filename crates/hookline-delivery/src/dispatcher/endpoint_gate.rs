@@ -217,6 +217,19 @@ mod tests {
         ApplicationId::generate()
     }
 
+    /// Enters with a 200 ms wait, checks that the task waited that long for
+    /// a slot, so the gate was not congested, and returns its postponement.
+    async fn enter_after_wait(gate: &EndpointGate) -> Option<Duration> {
+        let started = Instant::now();
+        let entry = gate.enter(Duration::from_millis(200), &app()).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(200),
+            "not congested, so the task waited for a slot first"
+        );
+        postponement(entry)
+    }
+
     fn postponement(entry: Entry) -> Option<Duration> {
         match entry {
             Entry::Send(_) => None,
@@ -274,14 +287,7 @@ mod tests {
         let _only_slot = gate.enter(Duration::ZERO, &app()).await;
         assert!(postponement(gate.enter(Duration::from_millis(200), &app()).await).is_some());
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let started = Instant::now();
-        let entry = gate.enter(Duration::from_millis(200), &app()).await;
-        assert_eq!(postponement(entry), Some(Duration::from_secs(2)));
-        assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(200),
-            "it waited again first"
-        );
+        assert_eq!(enter_after_wait(&gate).await, Some(Duration::from_secs(2)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -314,14 +320,7 @@ mod tests {
             "postponed by the wait, not by the schedule"
         );
 
-        let started = Instant::now();
-        let entry = gate.enter(Duration::from_millis(200), &app()).await;
-        assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(200),
-            "not congested, so the next task waits for a slot first"
-        );
-        assert_eq!(postponement(entry), Some(Duration::from_secs(2)));
+        assert_eq!(enter_after_wait(&gate).await, Some(Duration::from_secs(2)));
     }
 
     const QUICK: Duration = Duration::from_millis(10);
@@ -330,7 +329,7 @@ mod tests {
     /// and postpones one task of each of `applications`.
     async fn congested(applications: &[ApplicationId]) -> (EndpointGate, Vec<Entry>) {
         let gate = EndpointGate::new(2, Duration::from_secs(2));
-        let held = vec![
+        let occupied_slots = vec![
             gate.enter(Duration::ZERO, &app()).await,
             gate.enter(Duration::ZERO, &app()).await,
         ];
@@ -338,13 +337,13 @@ mod tests {
             let entry = gate.enter(Duration::from_millis(200), application).await;
             assert!(postponement(entry).is_some());
         }
-        (gate, held)
+        (gate, occupied_slots)
     }
 
     #[tokio::test(start_paused = true)]
     async fn timely_responses_end_congestion() {
         let (a, b) = (app(), app());
-        let (gate, _held) = congested(&[a.clone(), b.clone(), a.clone()]).await;
+        let (gate, _occupied_slots) = congested(&[a.clone(), b.clone(), a.clone()]).await;
         let now = Instant::now();
         assert!(gate.attempt_ended(true, QUICK, now).is_none());
         assert!(gate.attempt_ended(true, QUICK, now).is_none());
@@ -361,16 +360,8 @@ mod tests {
             Duration::from_secs(3),
             "last place handed out"
         );
-
-        let started = Instant::now();
-        let entry = gate.enter(Duration::from_millis(200), &app()).await;
         assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(200),
-            "no longer congested, so the task waited for a slot first"
-        );
-        assert_eq!(
-            postponement(entry),
+            enter_after_wait(&gate).await,
             Some(Duration::from_secs(1)),
             "the schedule starts over"
         );
@@ -378,7 +369,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn missing_or_slow_response_resets_count() {
-        let (gate, _held) = congested(&[app()]).await;
+        let (gate, _occupied_slots) = congested(&[app()]).await;
         let now = Instant::now();
         let slow = Duration::from_millis(1500);
         for (responded, duration) in [
@@ -401,7 +392,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn recovery_once_per_attempt_timeout() {
-        let (gate, _held) = congested(&[app()]).await;
+        let (gate, _occupied_slots) = congested(&[app()]).await;
         let respond = |gate: &EndpointGate| {
             (0..RECOVERY_RESPONSES)
                 .filter_map(|_| gate.attempt_ended(true, QUICK, Instant::now()))
@@ -419,7 +410,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_recovery_once_postponed_due() {
-        let (gate, _held) = congested(&[app()]).await;
+        let (gate, _occupied_slots) = congested(&[app()]).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let now = Instant::now();
         assert!((0..RECOVERY_RESPONSES).all(|_| gate.attempt_ended(true, QUICK, now).is_none()));

@@ -45,7 +45,7 @@ impl Dispatcher {
     }
 }
 
-/// Runs both passes; returns how many tasks moved in all.
+/// Runs both passes and returns how many tasks moved in all.
 async fn wake_twice(
     queue: &dyn DeliveryQueue,
     applications: &[ApplicationId],
@@ -56,7 +56,7 @@ async fn wake_twice(
     first + wake_pass(queue, applications, until).await
 }
 
-/// Makes the postponed tasks of `applications` due; returns how many moved.
+/// Makes the postponed tasks of `applications` due and returns how many moved.
 async fn wake_pass(
     queue: &dyn DeliveryQueue,
     applications: &[ApplicationId],

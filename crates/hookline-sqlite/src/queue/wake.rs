@@ -14,7 +14,7 @@ const WAKE: &str = "UPDATE queue SET due_at = ?2, visible_at = ?2 \
 
 impl SqliteQueue {
     /// Makes the tasks of `application` scheduled up to `until_millis`
-    /// (Unix milliseconds) due now; `i64::MAX` wakes every scheduled task.
+    /// (Unix milliseconds) due now. `i64::MAX` wakes every scheduled task.
     pub(super) async fn wake_tasks_of(
         &self,
         application: &ApplicationId,
