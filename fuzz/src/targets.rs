@@ -207,15 +207,17 @@ fn has_prolog_doctype(text: &str) -> bool {
         }
         // Processing instructions and comments may precede the declaration,
         // and a `<!DOCTYPE` inside them declares nothing.
-        let close = if rest.starts_with("<?") {
-            "?>"
+        // The end is searched after the whole opener: `<!-->` opens a
+        // comment and does not close it.
+        let (opener, close) = if rest.starts_with("<?") {
+            ("<?", "?>")
         } else if rest.starts_with("<!--") {
-            "-->"
+            ("<!--", "-->")
         } else {
             return false;
         };
-        match rest[2..].find(close) {
-            Some(end) => rest = &rest[2 + end + close.len()..],
+        match rest[opener.len()..].find(close) {
+            Some(end) => rest = &rest[opener.len() + end + close.len()..],
             None => return false,
         }
     }
