@@ -213,6 +213,14 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
     }
 }
 
+/// Results that the writer's thread may pass on before the task that runs
+/// the script reads them. sqlx's default of 50 made the thread stop within
+/// an ingest script, which returns a row per event, until that task was
+/// scheduled again, and the writer connection stayed held meanwhile. Every
+/// script's rows end up in one `Vec` anyway, so the larger buffer costs no
+/// memory beyond them.
+const WRITER_ROW_BUFFER: usize = 4096;
+
 /// Options shared by the writer and the readers.
 fn base_options(path: &Path) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
@@ -231,7 +239,8 @@ async fn connect_writer(
     let options = base_options(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
+        .synchronous(SqliteSynchronous::Full)
+        .row_buffer_size(WRITER_ROW_BUFFER);
     // The connection lives in this process, so testing it before each use
     // would only cost a round trip to its thread.
     SqlitePoolOptions::new()
