@@ -125,6 +125,7 @@ fn one_application(options: &ColdStartOptions) -> Settings {
         topology: options.topology.clone(),
         source: Source::Http,
         events: options.events,
+        products: 1,
         applications: 1,
         payload_bytes: options.payload_bytes,
         concurrency: 8,
@@ -138,11 +139,10 @@ fn one_application(options: &ColdStartOptions) -> Settings {
 /// Ingests the events and returns how many were accepted.
 async fn ingest(deployment: &Deployment, options: &ColdStartOptions) -> Result<u64> {
     let config = GeneratorConfig {
-        ingest_url: format!(
-            "{}/api/v1/products/{}/events",
+        ingest_urls: vec![generator::ingest_url(
             deployment.front().api_url(),
-            crate::load::PRODUCT
-        ),
+            crate::load::PRODUCT,
+        )],
         first_event: 0,
         events: options.events,
         payload_bytes: options.payload_bytes,

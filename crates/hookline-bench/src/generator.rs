@@ -3,7 +3,7 @@
 //! and records when each accepted event was sent.
 
 use crate::server::ADMIN_TOKEN;
-use crate::workload::{idempotency_key, json_payload};
+use crate::workload::{idempotency_key, json_payload, product_of_event};
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use reqwest::header::CONTENT_TYPE;
@@ -20,8 +20,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Ingest settings: the events to send and their rate.
 #[derive(Debug, Clone)]
 pub(crate) struct GeneratorConfig {
-    /// `POST` target, `…/api/v1/products/{name}/events`.
-    pub(crate) ingest_url: String,
+    /// `POST` targets, `…/api/v1/products/{name}/events`, one per product
+    /// (see [`ingest_url`]). Events take turns among them.
+    pub(crate) ingest_urls: Vec<String>,
     /// Number of the first event, so that runs with several ingest phases
     /// give every event its own Idempotency-Key.
     pub(crate) first_event: u64,
@@ -54,6 +55,11 @@ impl IngestOutcome {
     }
 }
 
+/// Returns the ingest URL of `product` on the API at `api_url`.
+pub(crate) fn ingest_url(api_url: &str, product: &str) -> String {
+    format!("{api_url}/api/v1/products/{product}/events")
+}
+
 /// Returns `count / elapsed`, or 0 for no elapsed time.
 pub(crate) fn per_second(count: u64, elapsed: Duration) -> f64 {
     let seconds = elapsed.as_secs_f64();
@@ -81,6 +87,9 @@ pub(crate) async fn run(config: GeneratorConfig) -> Result<IngestOutcome> {
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(config.concurrency)
         .build()?;
+    if config.ingest_urls.is_empty() {
+        bail!("the generator needs at least one ingest URL");
+    }
     let events = config.events;
     let concurrency = config.concurrency;
     let job = Arc::new(Job {
@@ -143,9 +152,11 @@ async fn worker(job: Arc<Job>) -> Vec<(u64, Instant)> {
 }
 
 async fn ingest(job: &Job, index: u64, body: Bytes) -> Result<()> {
+    let urls = &job.config.ingest_urls;
+    let product = product_of_event(index, urls.len() as u32) as usize;
     let response = job
         .client
-        .post(&job.config.ingest_url)
+        .post(&urls[product])
         .bearer_auth(ADMIN_TOKEN)
         .header(CONTENT_TYPE, "application/json")
         .header("idempotency-key", idempotency_key(index))

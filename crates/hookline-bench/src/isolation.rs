@@ -204,10 +204,7 @@ async fn run_phase(
     let pids: Vec<u32> = deployment.processes().map(HooklineServer::pid).collect();
     let cpu_before = CpuSample::take(&pids, clock_ticks)?;
     let ingest = generator::run(GeneratorConfig {
-        ingest_url: format!(
-            "{}/api/v1/products/{PRODUCT}/events",
-            deployment.front().api_url()
-        ),
+        ingest_urls: vec![generator::ingest_url(deployment.front().api_url(), PRODUCT)],
         first_event,
         events: settings.events_per_phase,
         payload_bytes: settings.payload_bytes,
@@ -256,7 +253,7 @@ fn healthy_figures(
     let records = receiver.all();
     let stats = receiver.stats();
     let events = settings.events_per_phase;
-    let receipts = Receipts::collect_from(&records, first_event, events, 1);
+    let receipts = Receipts::collect_from(&records, first_event, events, 1, 1);
     let elapsed = receipts
         .last_receipt
         .map_or(Duration::ZERO, |last| last - ingest.started);

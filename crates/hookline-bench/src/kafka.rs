@@ -8,7 +8,7 @@
 //! broker's storage. Its CPU time counts as this process's.
 
 use crate::generator::IngestOutcome;
-use crate::workload::{idempotency_key, json_payload};
+use crate::workload::{idempotency_key, json_payload, product_of_event};
 use anyhow::{bail, Context, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -48,7 +48,7 @@ pub(crate) fn partitions_for(events: u64, payload_bytes: usize) -> Result<i32> {
     Ok(i32::try_from(needed)?)
 }
 
-/// A one-broker mock Kafka cluster with the benchmark's topic.
+/// A one-broker mock Kafka cluster with the benchmark's topics.
 pub(crate) struct KafkaBroker {
     // Held for its lifetime: dropping it stops the broker.
     _cluster: MockCluster<'static, DefaultProducerContext>,
@@ -57,14 +57,17 @@ pub(crate) struct KafkaBroker {
 }
 
 impl KafkaBroker {
-    /// Starts the broker and creates `topic` with `partitions` partitions.
-    pub(crate) fn start(topic: &str, partitions: i32) -> Result<Self> {
+    /// Starts the broker and creates each of `topics` with `partitions`
+    /// partitions.
+    pub(crate) fn start(topics: &[String], partitions: i32) -> Result<Self> {
         let cluster = MockCluster::new(1).context("failed to start librdkafka's mock broker")?;
-        cluster
-            .create_topic(topic, partitions, 1)
-            .with_context(|| format!("failed to create topic {topic} on the mock broker"))?;
+        for topic in topics {
+            cluster
+                .create_topic(topic, partitions, 1)
+                .with_context(|| format!("failed to create topic {topic} on the mock broker"))?;
+        }
         let bootstrap_servers = cluster.bootstrap_servers();
-        tracing::info!(%bootstrap_servers, topic, partitions, "started the mock Kafka broker");
+        tracing::info!(%bootstrap_servers, ?topics, partitions, "started the mock Kafka broker");
         Ok(Self {
             _cluster: cluster,
             bootstrap_servers,
@@ -85,9 +88,12 @@ impl KafkaBroker {
 /// Settings of one produce run: events `first_event..first_event + events`.
 #[derive(Debug, Clone)]
 pub(crate) struct ProduceConfig {
-    pub(crate) topic: String,
-    /// Partitions of the topic. Event `n` goes to partition `n % partitions`,
-    /// so that the partitions fill evenly and none passes the broker's retention.
+    /// One topic per product. Events take turns among them like among the
+    /// products (`product_of_event`).
+    pub(crate) topics: Vec<String>,
+    /// Partitions of each topic. The events of a topic take turns among
+    /// its partitions, so that they fill evenly and none passes the
+    /// broker's retention.
     pub(crate) partitions: i32,
     pub(crate) first_event: u64,
     pub(crate) events: u64,
@@ -117,6 +123,9 @@ impl EventProducer {
     /// or refused each. An acknowledged event counts as accepted, and its
     /// send time is the moment it was handed to the producer.
     pub(crate) async fn produce(&self, config: &ProduceConfig) -> Result<IngestOutcome> {
+        if config.topics.is_empty() {
+            bail!("producing events needs at least one topic");
+        }
         let started = Instant::now();
         let mut pending = Vec::with_capacity(usize::try_from(config.events)?);
         for offset in 0..config.events {
@@ -157,14 +166,16 @@ impl EventProducer {
     async fn send(&self, config: &ProduceConfig, index: u64) -> Result<DeliveryFuture, KafkaError> {
         let key = idempotency_key(index);
         let payload = json_payload(index, config.payload_bytes);
+        let products = config.topics.len().max(1) as u32;
+        let topic = &config.topics[product_of_event(index, products) as usize];
         let partitions = u64::try_from(config.partitions.max(1)).unwrap_or(1);
-        let partition = i32::try_from(index % partitions).unwrap_or(0);
+        let partition = i32::try_from(index / u64::from(products) % partitions).unwrap_or(0);
         loop {
             let headers = OwnedHeaders::new().insert(Header {
                 key: KEY_HEADER,
                 value: Some(key.as_bytes()),
             });
-            let record = FutureRecord::<(), [u8]>::to(&config.topic)
+            let record = FutureRecord::<(), [u8]>::to(topic)
                 .partition(partition)
                 .payload(&payload[..])
                 .headers(headers);

@@ -2,7 +2,7 @@
 //! their deliveries, then a raw phase against the same receiver.
 
 use crate::deployment::Deployment;
-use crate::generator::{self, per_second, GeneratorConfig, IngestOutcome};
+use crate::generator::{self, ingest_url, per_second, GeneratorConfig, IngestOutcome};
 use crate::kafka::{self, EventProducer, KafkaBroker, ProduceConfig};
 use crate::latency::LatencySummary;
 use crate::procfs;
@@ -13,14 +13,14 @@ use crate::report::{
 };
 use crate::server::{self, HooklineServer};
 use crate::usage::{CpuFigures, CpuSample};
-use crate::workload::endpoint_name;
+use crate::workload::{endpoint_name, product_name};
 use anyhow::{bail, Result};
 use hookline_receiver::{Behaviour, Receiver, TestPki};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Product that every benchmark application subscribes to.
-pub(crate) const PRODUCT: &str = "bench-events";
+/// The first product, the only one unless `--products` is more than 1.
+pub(crate) use crate::workload::PRODUCT;
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// Time without a new delivery after which a stall is logged.
@@ -35,11 +35,13 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(60);
 struct KafkaIn {
     producer: EventProducer,
     broker: KafkaBroker,
+    /// The products' topics, in product order.
+    topics: Vec<String>,
 }
 
 impl KafkaIn {
     /// Settings to produce events `first_event..first_event + events` to
-    /// the product's topic on this run's broker.
+    /// the products' topics on this run's broker.
     fn produce_config(
         &self,
         first_event: u64,
@@ -48,7 +50,7 @@ impl KafkaIn {
         rate: Option<f64>,
     ) -> ProduceConfig {
         ProduceConfig {
-            topic: PRODUCT.to_owned(),
+            topics: self.topics.clone(),
             partitions: self.broker.partitions(),
             first_event,
             events,
@@ -92,10 +94,16 @@ pub(crate) async fn run(options: LoadOptions) -> Result<LoadReport> {
         Source::Http => None,
         Source::Kafka => {
             let settings = &options.settings;
-            let partitions = kafka::partitions_for(settings.events + 1, settings.payload_bytes)?;
-            let broker = KafkaBroker::start(PRODUCT, partitions)?;
+            let records = settings.events + u64::from(settings.products);
+            let partitions = kafka::partitions_for(records, settings.payload_bytes)?;
+            let topics: Vec<String> = (0..settings.products).map(product_name).collect();
+            let broker = KafkaBroker::start(&topics, partitions)?;
             let producer = EventProducer::connect(&broker)?;
-            Some(KafkaIn { producer, broker })
+            Some(KafkaIn {
+                producer,
+                broker,
+                topics,
+            })
         }
     };
 
@@ -195,44 +203,50 @@ async fn raw_phase(
     raw::run(receiver, &pki.ca_pem, config).await
 }
 
-/// Creates the product and the applications, each on its own receiver
-/// endpoint with its secret registered there.
+/// Creates the products and their applications, each application on its
+/// own receiver endpoint with its secret registered there. Product `p` has
+/// the endpoints `app-{p * applications}` onwards.
 pub(crate) async fn subscribe(
     server: &HooklineServer,
     receiver: &Receiver,
     settings: &Settings,
 ) -> Result<()> {
-    server.create_product(PRODUCT).await?;
-    for index in 0..settings.applications {
-        let endpoint = endpoint_name(index);
-        let url = receiver.endpoint_url(&endpoint);
-        let secret = server.create_application(PRODUCT, &endpoint, &url).await?;
-        receiver.set_secret(&endpoint, secret);
-        if let Some(ratio) = settings.fail_ratio {
-            receiver.script(&endpoint, Behaviour::FailRatio { ratio, status: 500 });
+    for product in 0..settings.products {
+        let name = product_name(product);
+        server.create_product(&name).await?;
+        for position in 0..settings.applications {
+            let endpoint = endpoint_name(product * settings.applications + position);
+            let url = receiver.endpoint_url(&endpoint);
+            let secret = server.create_application(&name, &endpoint, &url).await?;
+            receiver.set_secret(&endpoint, secret);
+            if let Some(ratio) = settings.fail_ratio {
+                receiver.script(&endpoint, Behaviour::FailRatio { ratio, status: 500 });
+            }
         }
     }
     tracing::info!(
+        products = settings.products,
         applications = settings.applications,
         "subscribed applications"
     );
     Ok(())
 }
 
-/// Sends one event outside the measured range through Kafka and waits
-/// until every application received it, then clears the receiver. The
-/// measured phase so starts with the topic subscribed and the consumer
-/// group joined, as in a deployment that has been running.
+/// Sends one event per product outside the measured range through Kafka
+/// and waits until every application received its product's, then clears
+/// the receiver. The measured phase so starts with the topics subscribed
+/// and the consumer group joined, as in a deployment that has been running.
 async fn warm_up(kafka: &KafkaIn, receiver: &Receiver, settings: &Settings) -> Result<()> {
     let started = Instant::now();
-    let config = kafka.produce_config(settings.events, 1, settings.payload_bytes, None);
+    let products = u64::from(settings.products);
+    let config = kafka.produce_config(settings.events, products, settings.payload_bytes, None);
     let outcome = kafka.producer.produce(&config).await?;
-    if outcome.accepted != 1 {
-        bail!("the mock Kafka broker did not acknowledge the warm-up event");
+    if outcome.accepted != products {
+        bail!("the mock Kafka broker did not acknowledge every warm-up event");
     }
-    let applications = u64::from(settings.applications);
+    let deliveries = products * u64::from(settings.applications);
     let arrived = receiver
-        .wait_for(|stats| stats.succeeded >= applications, WARM_UP_LIMIT)
+        .wait_for(|stats| stats.succeeded >= deliveries, WARM_UP_LIMIT)
         .await;
     if !arrived {
         bail!(
@@ -259,11 +273,11 @@ async fn ingest(
         );
         return kafka.producer.produce(&config).await;
     }
+    let api_url = deployment.front().api_url();
     let config = GeneratorConfig {
-        ingest_url: format!(
-            "{}/api/v1/products/{PRODUCT}/events",
-            deployment.front().api_url()
-        ),
+        ingest_urls: (0..settings.products)
+            .map(|product| ingest_url(api_url, &product_name(product)))
+            .collect(),
         first_event: 0,
         events: settings.events,
         payload_bytes: settings.payload_bytes,
@@ -333,7 +347,12 @@ fn delivery_figures(
 ) -> (DeliveryFigures, LatencySummary) {
     let records = receiver.all();
     let stats = receiver.stats();
-    let receipts = Receipts::collect(&records, settings.events, settings.applications);
+    let receipts = Receipts::collect(
+        &records,
+        settings.events,
+        settings.products,
+        settings.applications,
+    );
     let latency = LatencySummary::from_samples(receipts.latencies(&ingest.sent));
     let elapsed = receipts
         .last_receipt

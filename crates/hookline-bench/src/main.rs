@@ -135,7 +135,12 @@ struct LoadArgs {
     /// Events to ingest
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
-    /// Applications subscribed to the product. Each event is delivered to every one
+    /// Products, each with its own ingest URL and Kafka topic. Events take
+    /// turns among them
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    products: u32,
+    /// Applications subscribed to each product. Each event is delivered to
+    /// every application of its product
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     applications: u32,
     /// Entry of the events: the HTTP ingest API, or a Kafka topic on a mock
@@ -243,6 +248,7 @@ async fn run_load(args: LoadArgs) -> Result<()> {
         topology: args.topology.topology(),
         source: args.source,
         events: args.events,
+        products: args.products,
         applications: args.applications,
         payload_bytes: args.traffic.payload_bytes,
         concurrency: usize::try_from(args.traffic.concurrency)?,

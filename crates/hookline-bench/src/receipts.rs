@@ -1,18 +1,24 @@
 //! Summaries of the receiver's log: the first successful delivery of each
 //! event to each application, and the connections and HTTP versions used.
 
-use crate::workload::{endpoint_index, event_index};
+use crate::workload::{endpoint_index, event_index, product_of_event};
 use hookline_receiver::ReceivedWebhook;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 /// First successful receipt of every (application, event) pair.
+///
+/// With several products, events take turns among them, and application
+/// endpoint `app-N` belongs to product `N / applications`, so each event
+/// has `applications` applications, at the positions `N % applications`.
 #[derive(Debug)]
 pub(crate) struct Receipts {
     first_event: u64,
     events: u64,
-    /// Indexed by `application * events + event - first_event`.
+    products: u32,
+    /// Indexed by `position * events + event - first_event`, where
+    /// `position` is the application's place among its product's.
     first_success: Vec<Option<Instant>>,
     /// Pairs with at least one successful receipt.
     pub(crate) delivered: u64,
@@ -25,9 +31,15 @@ pub(crate) struct Receipts {
 
 impl Receipts {
     /// Collects the first 2xx receipt per pair from `records`, for events
-    /// 0 to `events - 1`.
-    pub(crate) fn collect(records: &[ReceivedWebhook], events: u64, applications: u32) -> Self {
-        Self::collect_from(records, 0, events, applications)
+    /// 0 to `events - 1`, each delivered to the `applications`
+    /// applications of its product.
+    pub(crate) fn collect(
+        records: &[ReceivedWebhook],
+        events: u64,
+        products: u32,
+        applications: u32,
+    ) -> Self {
+        Self::collect_from(records, 0, events, products, applications)
     }
 
     /// Collects the first 2xx receipt per pair from `records`, for the
@@ -37,11 +49,13 @@ impl Receipts {
         records: &[ReceivedWebhook],
         first_event: u64,
         events: u64,
+        products: u32,
         applications: u32,
     ) -> Self {
         let mut receipts = Self {
             first_event,
             events,
+            products: products.max(1),
             first_success: vec![None; (events * u64::from(applications)) as usize],
             delivered: 0,
             last_receipt: None,
@@ -57,12 +71,19 @@ impl Receipts {
     }
 
     fn slot(&self, record: &ReceivedWebhook, applications: u32) -> Option<usize> {
-        let application = endpoint_index(&record.endpoint).filter(|&index| index < applications)?;
+        let total = u64::from(self.products) * u64::from(applications);
+        let endpoint =
+            endpoint_index(&record.endpoint).filter(|&index| u64::from(index) < total)?;
         let index = event_index(record.idempotency_key.as_deref()?)?;
         let event = index
             .checked_sub(self.first_event)
             .filter(|&event| event < self.events)?;
-        Some((u64::from(application) * self.events + event) as usize)
+        // A receipt at another product's application is not a delivery.
+        if product_of_event(index, self.products) != endpoint / applications {
+            return None;
+        }
+        let position = endpoint % applications;
+        Some((u64::from(position) * self.events + event) as usize)
     }
 
     fn note(&mut self, slot: usize, received: Instant) {
@@ -150,6 +171,12 @@ mod tests {
         }
     }
 
+    fn sorted_latencies(receipts: &Receipts, sent: &[Option<Instant>]) -> Vec<Duration> {
+        let mut latencies = receipts.latencies(sent);
+        latencies.sort();
+        latencies
+    }
+
     #[test]
     fn collect_keeps_first_success_per_pair() {
         let start = Instant::now();
@@ -162,14 +189,13 @@ mod tests {
             record("raw", "event-1", 204, at(8)),
             record("app-0", "unknown", 204, at(8)),
         ];
-        let receipts = Receipts::collect(&records, 2, 2);
+        let receipts = Receipts::collect(&records, 2, 1, 2);
         assert_eq!(receipts.delivered, 2);
         assert_eq!(receipts.unmatched, 2);
         assert_eq!(receipts.last_receipt, Some(at(7)));
 
         let sent = [Some(start), None];
-        let mut latencies = receipts.latencies(&sent);
-        latencies.sort();
+        let latencies = sorted_latencies(&receipts, &sent);
         assert_eq!(
             latencies,
             [Duration::from_millis(5), Duration::from_millis(7)]
@@ -186,18 +212,44 @@ mod tests {
             record("app-0", "event-11", 204, at(6)),
             record("app-0", "event-12", 204, at(8)),
         ];
-        let receipts = Receipts::collect_from(&records, 10, 2, 1);
+        let receipts = Receipts::collect_from(&records, 10, 2, 1, 1);
         assert_eq!(receipts.delivered, 2);
         assert_eq!(receipts.unmatched, 2);
         assert_eq!(receipts.last_receipt, Some(at(6)));
 
         let sent = [Some(start), Some(at(2))];
-        let mut latencies = receipts.latencies(&sent);
-        latencies.sort();
+        let latencies = sorted_latencies(&receipts, &sent);
         assert_eq!(
             latencies,
             [Duration::from_millis(4), Duration::from_millis(4)]
         );
+    }
+
+    #[test]
+    fn collect_matches_product_applications() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Two products of two applications: app-0 and app-1 subscribe to
+        // product 0 (even events), app-2 and app-3 to product 1 (odd events).
+        let records = [
+            record("app-0", "event-0", 204, at(1)),
+            record("app-1", "event-0", 204, at(2)),
+            record("app-2", "event-1", 204, at(3)),
+            record("app-3", "event-1", 204, at(4)),
+            record("app-2", "event-0", 204, at(5)),
+            record("app-4", "event-1", 204, at(6)),
+        ];
+        let receipts = Receipts::collect(&records, 2, 2, 2);
+        assert_eq!(receipts.delivered, 4);
+        assert_eq!(
+            receipts.unmatched, 2,
+            "event 0 at product 1's app-2, and app-4, which no product has"
+        );
+        assert_eq!(receipts.last_receipt, Some(at(4)));
+        let sent = [Some(start), Some(start)];
+        let latencies = sorted_latencies(&receipts, &sent);
+        let expected: Vec<Duration> = (1..=4).map(Duration::from_millis).collect();
+        assert_eq!(latencies, expected);
     }
 
     #[test]

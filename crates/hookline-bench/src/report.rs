@@ -26,6 +26,9 @@ pub(crate) struct Settings {
     pub(crate) topology: Topology,
     pub(crate) source: Source,
     pub(crate) events: u64,
+    /// Products that the events take turns among.
+    pub(crate) products: u32,
+    /// Applications subscribed to each product.
     pub(crate) applications: u32,
     pub(crate) payload_bytes: usize,
     pub(crate) concurrency: usize,
@@ -186,8 +189,12 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 /// Prints the summary table of a `load` run to standard output.
 pub(crate) fn print_load(report: &LoadReport) {
     let settings = &report.settings;
+    let products = match settings.products {
+        1 => String::new(),
+        products => format!(" in turn among {products} products,"),
+    };
     println!(
-        "\nhookline-bench load: {} events x {} applications, {} B payloads, concurrency {}",
+        "\nhookline-bench load: {} events{products} x {} applications, {} B payloads, concurrency {}",
         settings.events, settings.applications, settings.payload_bytes, settings.concurrency
     );
     println!("  {}", settings.topology.describe());

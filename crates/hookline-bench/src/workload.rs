@@ -5,6 +5,8 @@ use bytes::Bytes;
 
 const KEY_PREFIX: &str = "event-";
 const ENDPOINT_PREFIX: &str = "app-";
+/// Name of the first product, and prefix of the others' names.
+pub(crate) const PRODUCT: &str = "bench-events";
 
 /// Builds `{"sequence":N,"padding":"xxx…"}` with exactly `size` bytes, or
 /// the shortest such object when `size` is smaller than that.
@@ -27,6 +29,21 @@ pub(crate) fn idempotency_key(index: u64) -> String {
 /// Returns the event index of a key made by [`idempotency_key`].
 pub(crate) fn event_index(key: &str) -> Option<u64> {
     key.strip_prefix(KEY_PREFIX)?.parse().ok()
+}
+
+/// Returns the name of product `index`, which is also its Kafka topic:
+/// `bench-events` for the first and `bench-events-N` for the others.
+pub(crate) fn product_name(index: u32) -> String {
+    match index {
+        0 => PRODUCT.to_owned(),
+        _ => format!("{PRODUCT}-{index}"),
+    }
+}
+
+/// Returns the product of event `index` when events take turns among
+/// `products` products.
+pub(crate) fn product_of_event(index: u64, products: u32) -> u32 {
+    (index % u64::from(products.max(1))) as u32
 }
 
 /// Returns the receiver endpoint (and application name) of application `index`.
@@ -55,6 +72,15 @@ mod tests {
     fn payload_smaller_than_minimum() {
         let payload = json_payload(3, 1);
         assert_eq!(&payload[..], br#"{"sequence":3,"padding":""}"#);
+    }
+
+    #[test]
+    fn events_take_turns_among_products() {
+        assert_eq!(product_name(0), "bench-events");
+        assert_eq!(product_name(2), "bench-events-2");
+        let products: Vec<u32> = (0..6).map(|event| product_of_event(event, 3)).collect();
+        assert_eq!(products, vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(product_of_event(7, 1), 0);
     }
 
     #[test]

@@ -78,6 +78,8 @@ fn embedded_load_delivers_and_verifies_everything() {
     assert_eq!(figures["settings"]["topology"]["mode"], "embedded");
 }
 
+/// Three products, each with its own topic and two applications: each
+/// event reaches only its own product's two applications.
 #[test]
 fn embedded_kafka_load_delivers_and_verifies_everything() {
     let figures = run_bench(&[
@@ -85,14 +87,41 @@ fn embedded_kafka_load_delivers_and_verifies_everything() {
         "--source",
         "kafka",
         "--events",
-        "100",
+        "99",
+        "--products",
+        "3",
         "--applications",
         "2",
         "--timeout",
         "60s",
     ]);
-    assert_all_delivered_and_verified(&figures, 200);
+    assert_all_delivered_and_verified(&figures, 198);
     assert_eq!(figures["settings"]["source"], "kafka");
+    assert_eq!(figures["settings"]["products"], 3);
+    assert_eq!(figures["delivery"]["unmatched"], 0, "{figures:#}");
+    assert_eq!(figures["delivery"]["receiver_requests"], 198, "{figures:#}");
+}
+
+/// Sends the events through two products' ingest URLs in turn.
+#[test]
+fn embedded_load_spreads_events_over_products() {
+    let figures = run_bench(&[
+        "load",
+        "--events",
+        "40",
+        "--products",
+        "2",
+        "--applications",
+        "2",
+        "--concurrency",
+        "4",
+        "--timeout",
+        "60s",
+    ]);
+    assert_all_delivered_and_verified(&figures, 80);
+    assert_eq!(figures["settings"]["products"], 2);
+    assert_eq!(figures["delivery"]["unmatched"], 0, "{figures:#}");
+    assert_eq!(figures["delivery"]["receiver_requests"], 80, "{figures:#}");
 }
 
 #[test]
