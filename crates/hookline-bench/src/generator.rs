@@ -81,15 +81,15 @@ struct Job {
 /// Sends every event once and returns when each has a response or failed.
 /// A rejected event is not retried, so it has no deliveries.
 pub(crate) async fn run(config: GeneratorConfig) -> Result<IngestOutcome> {
+    if config.ingest_urls.is_empty() {
+        bail!("the generator needs at least one ingest URL");
+    }
     let client = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
         .timeout(REQUEST_TIMEOUT)
         .pool_max_idle_per_host(config.concurrency)
         .build()?;
-    if config.ingest_urls.is_empty() {
-        bail!("the generator needs at least one ingest URL");
-    }
     let events = config.events;
     let concurrency = config.concurrency;
     let job = Arc::new(Job {

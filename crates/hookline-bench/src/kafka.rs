@@ -166,7 +166,7 @@ impl EventProducer {
     async fn send(&self, config: &ProduceConfig, index: u64) -> Result<DeliveryFuture, KafkaError> {
         let key = idempotency_key(index);
         let payload = json_payload(index, config.payload_bytes);
-        let products = config.topics.len().max(1) as u32;
+        let products = config.topics.len() as u32;
         let topic = &config.topics[product_of_event(index, products) as usize];
         let partitions = u64::try_from(config.partitions.max(1)).unwrap_or(1);
         let partition = i32::try_from(index / u64::from(products) % partitions).unwrap_or(0);

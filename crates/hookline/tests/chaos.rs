@@ -42,41 +42,26 @@ fn restart_rabbitmq() {
     );
 }
 
-/// Declares and deletes a quorum queue that dead-letters at least once, as
-/// the dispatcher's retry queues do, and returns the broker's error if the
-/// declaration fails.
+/// Declares a new set of the dispatcher's queues, through the same
+/// `AmqpQueue::connect` that a dispatcher uses, deletes them, and returns
+/// the broker's error if the declaration failed.
 async fn probe_declaration() -> Result<(), String> {
-    use lapin::types::{AMQPValue, FieldTable};
-    let url = std::env::var("HOOKLINE_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
-    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .map_err(|error| error.to_string())?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|error| error.to_string())?;
-
     let name = format!("hookline-chaos-probe-{}", std::process::id());
-    let mut arguments = FieldTable::default();
-    for (key, value) in [
-        ("x-queue-type", "quorum"),
-        ("x-dead-letter-exchange", ""),
-        ("x-dead-letter-routing-key", "hookline-chaos-probe-target"),
-        ("x-dead-letter-strategy", "at-least-once"),
-        ("x-overflow", "reject-publish"),
-    ] {
-        arguments.insert(key.into(), AMQPValue::LongString(value.into()));
+    let settings = hookline_rabbitmq::AmqpSettings {
+        url: std::env::var("HOOKLINE_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
+        queue_name: name.clone(),
+        consume: false,
+        ..Default::default()
+    };
+    let connected = hookline_rabbitmq::AmqpQueue::connect(settings).await;
+    if let Ok(queue) = &connected {
+        queue.close().await;
     }
-    let options = lapin::options::QueueDeclareOptions::durable();
-    let declared = channel
-        .queue_declare(name.as_str().into(), options, arguments)
-        .await;
-    let _ = channel
-        .queue_delete(name.as_str().into(), Default::default())
-        .await;
-    let _ = connection.close(200, "probe done".into()).await;
-    declared.map(|_| ()).map_err(|error| error.to_string())
+    tokio::task::spawn_blocking(move || common::delete_queues(&name))
+        .await
+        .unwrap();
+    connected.map(|_| ()).map_err(|error| error.to_string())
 }
 
 /// Leaves RabbitMQ able to declare queues for the tests that run after this

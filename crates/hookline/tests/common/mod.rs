@@ -216,7 +216,7 @@ impl Drop for World {
 
 /// Deletes the main, delay and dead-letter queues of a distributed test, so
 /// quorum queues do not pile up on the broker across test runs.
-fn delete_queues(main: &str) {
+pub fn delete_queues(main: &str) {
     let listing = Command::new("rabbitmqctl")
         .args(["list_queues", "-q", "--no-table-headers", "name"])
         .output();
